@@ -1,0 +1,69 @@
+"""Activation of every unit for one input: ``f(weights [K, D], x [D]) -> [K]``; the largest wins.
+
+``batch_activation`` gives the same for many inputs, ``[N, D] -> [N, K]``, in matmul form where
+one exists (used for metrics and prediction, not for the online step).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+COSINE_EPS = 1e-8  # MiniSom's guard against a zero-norm vector
+
+
+def neg_sq_euclidean(weights, x):
+    """``-|x - w_k|^2``: the winner is the nearest unit."""
+    diff = weights - x
+    return -jnp.sum(diff * diff, axis=-1)
+
+
+def linear(weights, x):
+    """The lecture's linear unit ``w_k . x`` (nearest only when all ``|w_k|`` are equal)."""
+    return weights @ x
+
+
+def nearest_centroid(weights, x):
+    """``w_k . x - |w_k|^2 / 2``: a linear unit with bias whose argmax is exactly the nearest unit."""
+    return weights @ x - 0.5 * jnp.sum(weights * weights, axis=-1)
+
+
+def cosine(weights, x):
+    """Cosine similarity ``w_k . x / (|w_k| |x|)``."""
+    norms = jnp.linalg.norm(weights, axis=-1) * jnp.linalg.norm(x)
+    return (weights @ x) / (norms + COSINE_EPS)
+
+
+def neg_manhattan(weights, x):
+    """``-sum_d |x_d - w_kd|``."""
+    return -jnp.sum(jnp.abs(weights - x), axis=-1)
+
+
+ACTIVATION_FNS = {
+    "neg_sq_euclidean": neg_sq_euclidean,
+    "linear": linear,
+    "nearest_centroid": nearest_centroid,
+    "cosine": cosine,
+    "neg_manhattan": neg_manhattan,
+}
+
+
+def sq_distances(data, weights):
+    """``[N, K]`` squared Euclidean distances in matmul form, clipped at 0 against rounding."""
+    cross = data @ weights.T
+    sq = jnp.sum(data * data, axis=1)[:, None] + jnp.sum(weights * weights, axis=1)[None, :] - 2.0 * cross
+    return jnp.maximum(sq, 0.0)
+
+
+def batch_activation(name: str, weights, data):
+    """Activation of every unit for every input, ``[N, K]``."""
+    if name == "neg_sq_euclidean":
+        return -sq_distances(data, weights)
+    if name == "linear":
+        return data @ weights.T
+    if name == "nearest_centroid":
+        return data @ weights.T - 0.5 * jnp.sum(weights * weights, axis=1)[None, :]
+    if name == "cosine":
+        norms = jnp.linalg.norm(data, axis=1)[:, None] * jnp.linalg.norm(weights, axis=1)[None, :]
+        return (data @ weights.T) / (norms + COSINE_EPS)
+    # No matmul form: one sample at a time keeps memory at [K, D], not [N, K, D].
+    return jax.lax.map(lambda x: ACTIVATION_FNS[name](weights, x), data)

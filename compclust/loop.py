@@ -1,0 +1,224 @@
+"""The one training loop every algorithm shares.
+
+``step`` moves the units for one input: activation -> winner -> neighbourhood -> update. ``fit``
+scans it over the samples of an epoch and over epochs, inside a single ``jax.jit``; ``sweep``
+vmaps ``fit`` over seeds and, optionally, over hyperparameter values, still one compiled program.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import schedules, topology, validation
+from .activations import ACTIVATION_FNS
+from .initializers import initialize
+from .kernels import neighbourhood
+from .metrics import evaluate_impl
+from .spec import Hparams, Spec
+from .winners import conscience_winner, desieno_frequencies, desieno_winner, hard_winner, softmax_winner
+
+
+class State(NamedTuple):
+    weights: jax.Array     # [K, D] float: one row per unit (the centroids)
+    conscience: jax.Array  # [K] float: neurolab's factors (1 + wins this epoch) / DeSieno's win frequencies
+    step: jax.Array        # [] int32: samples seen since training began (drives the schedules)
+
+
+class StepMetrics(NamedTuple):
+    winner: jax.Array    # [] int32: the unit that won this input
+    distance: jax.Array  # [] float: Euclidean distance from the input to the winner, before it moved
+
+
+class EpochMetrics(NamedTuple):
+    """Each field is ``[n_epochs]`` (``[..., n_epochs]`` in a sweep); measured on all the data after the epoch."""
+    quantization_error: jax.Array
+    topographic_error: jax.Array
+    inertia: jax.Array
+    dead_units: jax.Array
+    center_shift: jax.Array  # Frobenius norm of the change of the weights over the epoch
+    lr: jax.Array            # learning rate at the epoch's last step
+    sigma: jax.Array         # neighbourhood radius at the epoch's last step
+
+
+class FitResult(NamedTuple):
+    state: State
+    metrics: EpochMetrics
+    trace: Optional[StepMetrics]  # [n_epochs, n_steps] per-step winners and distances, only with trace=True
+
+
+# Counts how often the training loop is traced (compiled); tests use it to prove there is no retrace.
+TRACE_COUNT = {"fit": 0}
+
+
+def initial_state(spec: Spec, weights) -> State:
+    n_units = spec.n_units
+    start = 1.0 / n_units if spec.winner == "desieno" else 1.0  # DeSieno starts from equal frequencies
+    return State(weights=weights, conscience=jnp.full((n_units,), start, weights.dtype),
+                 step=jnp.zeros((), jnp.int32))
+
+
+def init(key, data, spec: Spec, *, method: str = "random_samples") -> State:
+    """A fresh State with weights from a named initializer (see ``initializers.INITIALIZERS``)."""
+    key = validation.check_keys(key, batched=False)
+    data = validation.check_data(data, validation.dtype_of(spec))
+    validation.check_init(method, spec, data, data.dtype)
+    return initial_state(spec, _init_weights(method, spec, key, data))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_weights(method, spec, key, data):
+    return initialize(method, key, data, spec).astype(data.dtype)
+
+
+def schedule_values(spec: Spec, hparams: Hparams, t, total_steps):
+    """Learning rate and radius at step t (float) of a run of total_steps."""
+    lr = schedules.value(spec.lr_schedule, hparams.lr, hparams.lr_final, t, total_steps)
+    sigma = schedules.value(spec.sigma_schedule, hparams.sigma, hparams.sigma_final, t, total_steps)
+    return lr, sigma
+
+
+def step(spec: Spec, state: State, x, hparams: Hparams, total_steps: int, key=None):
+    """One input ``x [D]``: pick the winner, move it (and its grid neighbours) toward x.
+
+    Every unit k moves by ``lr(t) * h_k * (x - w_k)`` with h the neighbourhood kernel around the
+    winner (delta for a competitive layer). The conscience rule is neurolab's ``train_cwta``: the
+    winner minimises ``conscience_k * |x - w_k|``, its conscience grows by one, and it moves by
+    ``lr * |x - w_win| * (x - w_win)``. ``key`` is needed only by the softmax winner.
+    """
+    weights = state.weights
+    lr, sigma = schedule_values(spec, hparams, state.step.astype(weights.dtype), total_steps)
+    conscience = state.conscience
+    if spec.winner == "conscience":
+        distance = jnp.sqrt(jnp.sum((weights - x) ** 2, axis=-1))
+        winner = conscience_winner(distance, conscience)
+        conscience = conscience.at[winner].add(1.0)
+        gain = lr * distance[winner]
+    else:
+        activation = ACTIVATION_FNS[spec.activation](weights, x)
+        if spec.winner == "hard":
+            winner = hard_winner(activation)
+        elif spec.winner == "softmax":
+            winner = softmax_winner(key, activation, hparams.temperature)
+        else:  # desieno
+            winner = desieno_winner(activation, conscience, hparams.bias_scale)
+            conscience = desieno_frequencies(conscience, activation, hparams.frequency_rate)
+        gain = lr
+    winner_distance = jnp.sqrt(jnp.sum((x - weights[winner]) ** 2))
+    if spec.kernel == "delta":
+        # Only the winner moves: update one row instead of all K.
+        weights = weights.at[winner].add(gain * (x - weights[winner]))
+    else:
+        h = neighbourhood(spec.kernel, topology.sq_distances_from(spec.grid, winner), sigma)
+        weights = weights + (gain * h.astype(weights.dtype))[:, None] * (x - weights)
+    state = State(weights=weights, conscience=conscience, step=state.step + 1)
+    return state, StepMetrics(winner=winner.astype(jnp.int32), distance=winner_distance)
+
+
+def _fit_impl(key, data, hparams, init_weights, order, *, spec: Spec, n_epochs: int, init: str | None,
+              trace: bool) -> FitResult:
+    """Whole training run for one key: traceable, vmappable, no host syncs."""
+    TRACE_COUNT["fit"] += 1
+    n_samples = data.shape[0]
+    init_key, run_key = jax.random.split(key)
+    weights = init_weights if init is None else initialize(init, init_key, data, spec).astype(data.dtype)
+    n_steps = n_samples if order is None else order.shape[1]
+    total_steps = n_epochs * n_steps
+
+    def one_step(state, inputs):
+        index, step_key = inputs
+        return step(spec, state, data[index], hparams, total_steps, step_key)
+
+    def one_epoch(state, inputs):
+        epoch_key, epoch_order = inputs
+        perm_key, step_key = jax.random.split(epoch_key)
+        if epoch_order is None:
+            epoch_order = jax.random.permutation(perm_key, n_samples)
+        step_keys = jax.random.split(step_key, n_steps) if spec.winner == "softmax" else None
+        if spec.winner == "conscience":  # neurolab resets every conscience to 1 after each epoch
+            state = state._replace(conscience=jnp.ones_like(state.conscience))
+        start = state.weights
+        state, step_metrics = lax.scan(one_step, state, (epoch_order, step_keys))
+        evaluation = evaluate_impl(spec, state.weights, data)
+        lr, sigma = schedule_values(spec, hparams, (state.step - 1).astype(data.dtype), total_steps)
+        metrics = EpochMetrics(*evaluation, center_shift=jnp.linalg.norm(state.weights - start),
+                               lr=jnp.asarray(lr, data.dtype), sigma=jnp.asarray(sigma, data.dtype))
+        return state, (metrics, step_metrics if trace else None)
+
+    epoch_keys = jax.random.split(run_key, n_epochs)
+    state, (metrics, steps) = lax.scan(one_epoch, initial_state(spec, weights), (epoch_keys, order))
+    return FitResult(state=state, metrics=metrics, trace=steps)
+
+
+_STATIC = ("spec", "n_epochs", "init", "trace")
+_fit_jit = jax.jit(_fit_impl, static_argnames=_STATIC)
+
+
+def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None):
+    dtype = validation.dtype_of(spec)
+    data = validation.check_data(data, dtype)
+    n_epochs = validation.check_epochs(n_epochs)
+    hparams = validation.check_hparams(hparams, spec, dtype, sweepable=sweepable)
+    init_weights = validation.check_init(init, spec, data, dtype, per_seed=n_seeds)
+    order = validation.check_order(order, data.shape[0], n_epochs)
+    return data, hparams, n_epochs, (init if init_weights is None else None), init_weights, order
+
+
+def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
+        trace: bool = False) -> FitResult:
+    """Train one network on ``data [N, D]`` for ``n_epochs`` epochs.
+
+    init: a name from ``initializers.INITIALIZERS`` or initial weights ``[K, D]``.
+    order: None for a fresh permutation per epoch drawn from the key, or sample indices
+      ``[n_steps]`` (every epoch) / ``[n_epochs, n_steps]`` to reproduce another library's order.
+    trace: also return the winner and distance of every step (``[n_epochs, n_steps]``).
+    """
+    key = validation.check_keys(key, batched=False)
+    data, hparams, n_epochs, init, init_weights, order = _prepare(spec, data, hparams, n_epochs, init, order, False)
+    return _fit_jit(key, data, hparams, init_weights, order, spec=spec, n_epochs=n_epochs, init=init, trace=trace)
+
+
+def _sweep_impl(keys, data, hparams, init_weights, order, *, spec, n_epochs, init, trace, hparam_axes,
+                weights_axis):
+    def fit_one(key, hp, weights):
+        return _fit_impl(key, data, hp, weights, order, spec=spec, n_epochs=n_epochs, init=init, trace=trace)
+
+    run = jax.vmap(fit_one, in_axes=(0, None, weights_axis))
+    if any(axis is not None for axis in hparam_axes):
+        run = jax.vmap(run, in_axes=(None, Hparams(*hparam_axes), None))
+    return run(keys, hparams, init_weights)
+
+
+_sweep_jit = jax.jit(_sweep_impl, static_argnames=_STATIC + ("hparam_axes", "weights_axis"))
+
+
+def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
+          trace: bool = False) -> FitResult:
+    """``fit`` for many seeds (and hyperparameter values) as one compiled program.
+
+    keys: ``[S]`` keys, e.g. ``jax.random.split(jax.random.key(0), 64)``.
+    hparams: any field may be a 1-D array of length H (all swept fields share H, zipped, so build a
+      grid with ``jnp.meshgrid`` first); results then have leading axes ``[H, S, ...]``, else ``[S, ...]``.
+    init: a name, shared initial weights ``[K, D]``, or one set per seed ``[S, K, D]``.
+    Where several devices are visible and S divides evenly, the seed axis is sharded over them
+    (on a CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before importing jax).
+    ``sweep(keys)[..., i]`` equals ``fit(keys[i])``.
+    """
+    keys = validation.check_keys(keys, batched=True)
+    n_seeds = keys.shape[0]
+    data, hparams, n_epochs, init, init_weights, order = _prepare(
+        spec, data, hparams, n_epochs, init, order, True, n_seeds)
+    hparam_axes = tuple(0 if jnp.ndim(v) == 1 else None for v in hparams)
+    weights_axis = 0 if init_weights is not None and init_weights.ndim == 3 else None
+    devices = jax.devices()
+    if len(devices) > 1 and n_seeds % len(devices) == 0:
+        mesh = Mesh(devices, ("seeds",))
+        keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("seeds")))
+        if weights_axis == 0:
+            init_weights = jax.device_put(init_weights, NamedSharding(mesh, PartitionSpec("seeds")))
+    return _sweep_jit(keys, data, hparams, init_weights, order, spec=spec, n_epochs=n_epochs, init=init,
+                      trace=trace, hparam_axes=hparam_axes, weights_axis=weights_axis)

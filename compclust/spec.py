@@ -1,0 +1,141 @@
+"""The three kinds of objects: a static ``Spec`` (shapes and code paths), traced ``Hparams``
+(anything a user may sweep), and the ``Grid`` a SOM's units live on.
+
+A Spec is a frozen, hashable dataclass passed to ``jax.jit`` as a static argument: equal specs
+share compiled code. Hparams is a NamedTuple of numbers, so any field can be vmapped.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple, Union
+
+import numpy as np
+
+ACTIVATIONS = ("neg_sq_euclidean", "linear", "nearest_centroid", "cosine", "neg_manhattan")
+WINNERS = ("hard", "softmax", "conscience", "desieno")
+KERNELS = ("delta", "gaussian", "bubble", "triangle", "mexican_hat", "cut_gaussian")
+SCHEDULES = ("constant", "linear", "exponential", "inverse_time", "asymptotic")
+TOPOLOGIES = ("rectangular", "hexagonal")
+DTYPES = ("float32", "float64")
+
+# A schedule is a name above, or any optax-style callable ``step -> value`` (static, not sweepable).
+Schedule = Union[str, Callable]
+
+
+def _positive_int(value, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Where the units of a SOM sit.
+
+    shape: ``(n,)`` a line, ``(rows, cols)`` a plane, ``(a, b, c)`` a 3-D grid. Unit ``k`` is the
+      row-major (C-order) flattening of its grid index, as MiniSom's ``weights.reshape(-1, D)``.
+    topology: "rectangular" or "hexagonal" (2-D only; MiniSom's layout: along the first axis
+      within a row, rows along the second axis, every other row shifted by half a unit).
+    toroidal: wrap every axis around, so opposite edges are neighbours.
+    """
+
+    shape: tuple
+    topology: str = "rectangular"
+    toroidal: bool = False
+
+    def __post_init__(self):
+        shape = self.shape if isinstance(self.shape, (tuple, list)) else (self.shape,)
+        if not 1 <= len(shape) <= 3:
+            raise ValueError(f"grid shape must have 1, 2 or 3 axes, got {self.shape!r}")
+        shape = tuple(_positive_int(n, f"grid size along axis {i}") for i, n in enumerate(shape))
+        object.__setattr__(self, "shape", shape)
+        if self.topology not in TOPOLOGIES:
+            raise ValueError(f"unknown topology {self.topology!r}; choose from {TOPOLOGIES}")
+        if self.topology == "hexagonal" and len(shape) != 2:
+            raise ValueError(f"a hexagonal grid must be 2-D, got shape {shape}")
+        if self.topology == "hexagonal" and self.toroidal and shape[1] % 2:
+            raise ValueError(
+                "a toroidal hexagonal grid needs an even number of rows (shape[1]) to tile the torus, "
+                f"got shape {shape}")
+
+    @property
+    def n_units(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Static description of a competitive network: decides shapes and code paths.
+
+    n_units: K, the number of units (rows of the ``[K, D]`` weight matrix).
+    grid: where the units sit (a SOM), or None for a competitive layer without topology.
+    activation: how strongly each unit responds to an input; the largest wins.
+    winner: "hard" (argmax), "softmax" (sampled from softmax(activation / temperature)),
+      "conscience" (neurolab's ``train_cwta`` rule exactly) or "desieno" (frequency-sensitive bias).
+    kernel: neighbourhood weight of each unit around the winner ("delta": only the winner moves).
+    lr_schedule, sigma_schedule: a name from SCHEDULES or an optax schedule ``step -> value``.
+    dtype: "float32" or "float64" (the latter needs ``jax.config.update('jax_enable_x64', True)``).
+    """
+
+    n_units: int
+    grid: Grid | None = None
+    activation: str = "neg_sq_euclidean"
+    winner: str = "hard"
+    kernel: str = "delta"
+    lr_schedule: Schedule = "constant"
+    sigma_schedule: Schedule = "constant"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _positive_int(self.n_units, "n_units")
+        if self.grid is not None and self.grid.n_units != self.n_units:
+            raise ValueError(f"grid {self.grid.shape} has {self.grid.n_units} units but n_units={self.n_units}")
+        for value, allowed, what in ((self.activation, ACTIVATIONS, "activation"), (self.winner, WINNERS, "winner"),
+                                     (self.kernel, KERNELS, "kernel"), (self.dtype, DTYPES, "dtype")):
+            if value not in allowed:
+                raise ValueError(f"unknown {what} {value!r}; choose from {allowed}")
+        for value, what in ((self.lr_schedule, "lr_schedule"), (self.sigma_schedule, "sigma_schedule")):
+            if not callable(value) and value not in SCHEDULES:
+                raise ValueError(f"unknown {what} {value!r}; choose from {SCHEDULES} or pass a callable")
+        if self.kernel != "delta" and self.grid is None:
+            raise ValueError(f"kernel {self.kernel!r} needs a grid; a competitive layer uses kernel='delta'")
+        if self.winner == "conscience" and self.activation != "neg_sq_euclidean":
+            raise ValueError("the conscience (neurolab) winner is defined on Euclidean distance; "
+                             "use activation='neg_sq_euclidean'")
+
+
+class Hparams(NamedTuple):
+    """Traced hyperparameters; give any field a leading axis to sweep it (see ``sweep``)."""
+
+    lr: float = 0.5             # learning rate at step 0
+    lr_final: float = 0.01      # learning rate reached at the last step (linear/exponential/inverse_time)
+    sigma: float = 1.0          # neighbourhood radius at step 0, in grid units
+    sigma_final: float = 0.1    # radius reached at the last step (linear/exponential/inverse_time)
+    temperature: float = 1.0    # softmax winner: activation / temperature
+    bias_scale: float = 10.0    # DeSieno's C: bias_k = C * (1/K - p_k)
+    frequency_rate: float = 1e-4  # DeSieno's B: p_k += B * (won_k - p_k)
+
+
+def competitive_layer(n_units: int, *, activation: str = "neg_sq_euclidean", winner: str = "hard",
+                      lr_schedule: Schedule = "constant", dtype: str = "float32") -> Spec:
+    """Online K-means as a neural network: K units, only the winner moves (delta kernel)."""
+    return Spec(n_units=_positive_int(n_units, "n_units"), grid=None, activation=activation, winner=winner,
+                kernel="delta", lr_schedule=lr_schedule, sigma_schedule="constant", dtype=dtype)
+
+
+def som(shape, *, topology: str = "rectangular", toroidal: bool = False, kernel: str = "gaussian",
+        activation: str = "neg_sq_euclidean", winner: str = "hard", lr_schedule: Schedule = "asymptotic",
+        sigma_schedule: Schedule = "asymptotic", dtype: str = "float32") -> Spec:
+    """Kohonen self-organizing map on a 1-D, 2-D (rectangular or hexagonal) or 3-D grid.
+
+    Defaults follow MiniSom: gaussian kernel and asymptotic decay ``v0 / (1 + 2 t / T)``.
+    """
+    grid = Grid(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), topology, toroidal)
+    return Spec(n_units=grid.n_units, grid=grid, activation=activation, winner=winner, kernel=kernel,
+                lr_schedule=lr_schedule, sigma_schedule=sigma_schedule, dtype=dtype)

@@ -1,0 +1,162 @@
+"""Checks on user input, run on the host before anything is traced or compiled, so that a bad
+array gets a ValueError that names the problem instead of a crash inside XLA or a silent NaN."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .initializers import INITIALIZERS
+from .spec import Hparams, Spec
+
+
+def _is_traced(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def dtype_of(spec: Spec):
+    if spec.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("spec.dtype='float64' needs jax.config.update('jax_enable_x64', True) first")
+    return jnp.dtype(spec.dtype)
+
+
+def check_data(data, dtype=jnp.float32, what: str = "data"):
+    """A finite, real ``[N, D]`` array with N, D >= 1, returned as a jax array of ``dtype``
+    (or unconverted, as given, when ``dtype`` is None)."""
+    if _is_traced(data):
+        array = data
+    else:
+        try:
+            array = np.asarray(data)
+        except Exception as err:  # ragged lists and the like
+            raise ValueError(f"{what} could not be read as an array: {err}") from None
+    kind = np.dtype(array.dtype).kind
+    if kind not in "fiu":
+        raise ValueError(f"{what} must hold real numbers (float or int), got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{what} must be 2-D [n_samples, n_features], got shape {tuple(array.shape)}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{what} has zero samples")
+    if array.shape[1] == 0:
+        raise ValueError(f"{what} has zero features")
+    if not _is_traced(array):
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            value = array[tuple(bad)]
+            raise ValueError(f"{what} contains {np.sum(~finite)} non-finite value(s) (NaN or inf), "
+                             f"first {value} at row {bad[0]}, column {bad[1]}")
+    return array if dtype is None else jnp.asarray(array, dtype)
+
+
+def check_features(data, n_features: int, what: str = "data"):
+    """Data given at predict time must have the features the weights were trained on."""
+    if data.shape[1] != n_features:
+        raise ValueError(f"{what} has {data.shape[1]} features but the weights have {n_features}")
+
+
+def check_epochs(n_epochs) -> int:
+    if isinstance(n_epochs, (bool, np.bool_)) or not isinstance(n_epochs, (int, np.integer)) or n_epochs < 1:
+        raise ValueError(f"n_epochs must be a positive integer, got {n_epochs!r}")
+    return int(n_epochs)
+
+
+def check_init(init, spec: Spec, data, dtype, per_seed: int | None = None):
+    """A named initializer, or initial weights ``[K, D]`` (``[S, K, D]`` for per-seed weights)."""
+    n_samples, n_features = data.shape
+    if isinstance(init, str):
+        if init not in INITIALIZERS:
+            raise ValueError(f"unknown initializer {init!r}; choose from {INITIALIZERS}")
+        if init in ("random_samples", "kmeans++") and spec.n_units > n_samples:
+            raise ValueError(f"init={init!r} picks {spec.n_units} units from the data but there are only "
+                             f"{n_samples} samples; use fewer units or init='pca'/'uniform'/an array")
+        if init == "pca":
+            n_axes = spec.grid.ndim if spec.grid is not None else 1
+            if n_features < n_axes or n_samples < 2:
+                raise ValueError(f"init='pca' needs at least 2 samples and {n_axes} features for a "
+                                 f"{n_axes}-D grid, got data of shape {tuple(data.shape)}")
+        return None
+    weights = check_data(init, dtype, what="initial weights") if not _is_traced(init) and np.ndim(init) == 2 \
+        else init
+    expected = (spec.n_units, n_features)
+    shape = tuple(np.shape(weights))
+    if shape == expected:
+        return jnp.asarray(weights, dtype)
+    if per_seed is not None and shape == (per_seed, *expected):
+        if not _is_traced(weights) and not np.isfinite(np.asarray(weights)).all():
+            raise ValueError("initial weights contain non-finite values (NaN or inf)")
+        return jnp.asarray(weights, dtype)
+    wanted = f"{expected}" + (f" or {(per_seed, *expected)}" if per_seed is not None else "")
+    raise ValueError(f"initial weights must have shape {wanted} (n_units, n_features), got {shape}")
+
+
+def check_order(order, n_samples: int, n_epochs: int):
+    """Sample indices: ``[n_steps]`` reused every epoch, or ``[n_epochs, n_steps]``."""
+    if order is None:
+        return None
+    array = np.asarray(order)
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"order must hold integer sample indices, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = np.broadcast_to(array, (n_epochs, array.shape[0]))
+    if array.ndim != 2 or array.shape[0] != n_epochs or array.shape[1] == 0:
+        raise ValueError(f"order must have shape [n_steps] or [n_epochs={n_epochs}, n_steps] with "
+                         f"n_steps >= 1, got {np.shape(order)}")
+    if array.min() < 0 or array.max() >= n_samples:
+        raise ValueError(f"order holds indices outside [0, {n_samples}): min {array.min()}, max {array.max()}")
+    return jnp.asarray(array, jnp.int32)
+
+
+def check_hparams(hparams, spec: Spec, dtype, sweepable: bool = False):
+    """Finite numbers with valid signs; scalars (or, in a sweep, 1-D arrays of one common length)."""
+    if not isinstance(hparams, Hparams):
+        raise ValueError(f"hparams must be a compclust.Hparams, got {type(hparams).__name__}")
+    leaves = {}
+    for name, value in hparams._asdict().items():
+        if _is_traced(value):
+            leaves[name] = value
+            continue
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise ValueError(f"hparams.{name} must be a number, got {value!r}")
+        if array.ndim > (1 if sweepable else 0):
+            raise ValueError(f"hparams.{name} must be a scalar{' or 1-D for a sweep' if sweepable else ''}, "
+                             f"got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"hparams.{name} must be finite, got {value!r}")
+        leaves[name] = array
+    positive = ["lr", "temperature"] if spec.winner == "softmax" else ["lr"]
+    if spec.kernel != "delta":
+        positive.append("sigma")
+    decays_to_final = ("exponential", "inverse_time")  # divide by the final value
+    if spec.lr_schedule in decays_to_final:
+        positive.append("lr_final")
+    if spec.kernel != "delta" and spec.sigma_schedule in decays_to_final:
+        positive.append("sigma_final")
+    for name in positive:
+        value = leaves[name]
+        if not _is_traced(value) and not (np.asarray(value) > 0).all():
+            raise ValueError(f"hparams.{name} must be > 0 for this spec, got {value!r}")
+    lengths = {np.shape(v)[0] for v in leaves.values() if np.ndim(v) == 1}
+    if len(lengths) > 1:
+        raise ValueError(f"swept hparams fields must share one length, got lengths {sorted(lengths)}")
+    return Hparams(**{k: v if _is_traced(v) else jnp.asarray(v, dtype) for k, v in leaves.items()})
+
+
+def check_keys(keys, batched: bool):
+    """A typed key (``jax.random.key(seed)``) or a legacy uint32 key; ``[S]`` keys for a sweep."""
+    if isinstance(keys, (int, np.integer)):
+        raise ValueError("pass a key made by jax.random.key(seed), not an int seed")
+    keys = jnp.asarray(keys) if not _is_traced(keys) else keys
+    if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        if keys.dtype != jnp.uint32 or keys.shape[-1:] != (2,):
+            raise ValueError(f"expected a PRNG key from jax.random.key(seed), got dtype {keys.dtype} "
+                             f"shape {keys.shape}")
+        keys = jax.random.wrap_key_data(keys)
+    want = 1 if batched else 0
+    if keys.ndim != want:
+        raise ValueError(f"expected {'a 1-D array of keys [n_seeds]' if batched else 'a single key'}, "
+                         f"got key array of shape {keys.shape}")
+    if batched and keys.shape[0] == 0:
+        raise ValueError("sweep needs at least one key")
+    return keys
