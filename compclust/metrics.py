@@ -11,7 +11,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from . import topology
 from .activations import batch_activation, sq_distances
@@ -40,8 +39,9 @@ def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
     if spec.grid is None or spec.n_units < 2:
         topo = jnp.asarray(jnp.nan, weights.dtype)
     else:
-        _, top2 = lax.top_k(activation, 2)
-        adjacent = topology.are_neighbours(spec.grid, top2[:, 0], top2[:, 1])
+        # The runner-up as a masked argmax: lax.top_k here cost 20x more on XLA:CPU.
+        masked = activation.at[jnp.arange(activation.shape[0]), best].set(-jnp.inf)
+        adjacent = topology.are_neighbours(spec.grid, best, jnp.argmax(masked, axis=1))
         topo = 1.0 - jnp.mean(adjacent.astype(weights.dtype))
     return Evaluation(quantization_error=jnp.mean(jnp.sqrt(sq_err)), topographic_error=topo,
                       inertia=jnp.sum(sq_err), dead_units=jnp.sum(wins == 0).astype(jnp.int32))
