@@ -41,20 +41,23 @@ def pca(data, grid_shape):
 
 def kmeans_plusplus(key, data, n_units):
     """k-means++ (Arthur & Vassilvitskii 2007): each next centre drawn with probability ~ D(x)^2."""
-    keys = jax.random.split(key, n_units)
-    first = data[jax.random.randint(keys[0], (), 0, data.shape[0])]
+    first_key, rest_key = jax.random.split(key)
+    first = data[jax.random.randint(first_key, (), 0, data.shape[0])]
     centres = jnp.zeros((n_units, data.shape[1]), data.dtype).at[0].set(first)
     closest = jnp.sum((data - first) ** 2, axis=1)
 
-    def add_centre(k, carry):
+    def add_centre(carry, inputs):
         centres, closest = carry
+        k, centre_key = inputs
         # All-zero distances (duplicates only) fall back to a uniform draw.
         logits = jnp.where(jnp.sum(closest) > 0, jnp.log(closest), jnp.zeros_like(closest))
-        chosen = data[jax.random.categorical(keys[k], logits)]
+        chosen = data[jax.random.categorical(centre_key, logits)]
         closest = jnp.minimum(closest, jnp.sum((data - chosen) ** 2, axis=1))
-        return centres.at[k].set(chosen), closest
+        return (centres.at[k].set(chosen), closest), None
 
-    centres, _ = lax.fori_loop(1, n_units, add_centre, (centres, closest))
+    # Keys are scan inputs (one per new centre) so no key is consumed twice.
+    steps = (jnp.arange(1, n_units), jax.random.split(rest_key, n_units - 1))
+    (centres, _), _ = lax.scan(add_centre, (centres, closest), steps)
     return centres
 
 
