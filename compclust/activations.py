@@ -47,8 +47,15 @@ ACTIVATION_FNS = {
 }
 
 
+# Below this many features the distances are summed feature by feature in one elementwise
+# fusion: exact, and ~8x cheaper on XLA:CPU than a small matmul (a runtime call per epoch).
+FEW_FEATURES = 16
+
+
 def sq_distances(data, weights):
-    """``[N, K]`` squared Euclidean distances in matmul form, clipped at 0 against rounding."""
+    """``[N, K]`` squared Euclidean distances; matmul form (clipped at 0) for wide data."""
+    if data.shape[1] <= FEW_FEATURES:
+        return sum((data[:, d, None] - weights[None, :, d]) ** 2 for d in range(data.shape[1]))
     cross = data @ weights.T
     sq = jnp.sum(data * data, axis=1)[:, None] + jnp.sum(weights * weights, axis=1)[None, :] - 2.0 * cross
     return jnp.maximum(sq, 0.0)

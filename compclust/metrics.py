@@ -31,11 +31,17 @@ def bmu_impl(spec: Spec, weights, data):
 
 
 def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
-    activation = batch_activation(spec.activation, weights, data)
-    best = jnp.argmax(activation, axis=1)
-    diff = data - weights[best]
-    sq_err = jnp.sum(diff * diff, axis=1)
-    wins = jnp.zeros(spec.n_units, jnp.int32).at[best].add(1)
+    if spec.activation == "neg_sq_euclidean":  # the error is read off the distances already computed
+        sq_dist = sq_distances(data, weights)
+        activation = -sq_dist
+        best = jnp.argmin(sq_dist, axis=1)
+        sq_err = jnp.take_along_axis(sq_dist, best[:, None], axis=1)[:, 0]
+    else:
+        activation = batch_activation(spec.activation, weights, data)
+        best = jnp.argmax(activation, axis=1)
+        diff = data - weights[best]
+        sq_err = jnp.sum(diff * diff, axis=1)
+    won = jnp.any(best[:, None] == jnp.arange(spec.n_units), axis=0)  # cheaper than a scatter here
     if spec.grid is None or spec.n_units < 2:
         topo = jnp.asarray(jnp.nan, weights.dtype)
     else:
@@ -44,7 +50,7 @@ def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
         adjacent = topology.are_neighbours(spec.grid, best, jnp.argmax(masked, axis=1))
         topo = 1.0 - jnp.mean(adjacent.astype(weights.dtype))
     return Evaluation(quantization_error=jnp.mean(jnp.sqrt(sq_err)), topographic_error=topo,
-                      inertia=jnp.sum(sq_err), dead_units=jnp.sum(wins == 0).astype(jnp.int32))
+                      inertia=jnp.sum(sq_err), dead_units=jnp.sum(~won).astype(jnp.int32))
 
 
 def _prepare(weights, data):

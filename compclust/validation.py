@@ -14,16 +14,30 @@ def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def _as_dtype(array, dtype):
+    """Device arrays stay on their device; host arrays stay NumPy, which jit transfers in one
+    fast C++ call (a jnp.asarray per argument costs more than a small training run)."""
+    if isinstance(array, jax.Array):
+        return array.astype(dtype)
+    return np.asarray(array, dtype)
+
+
 def dtype_of(spec: Spec):
     if spec.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("spec.dtype='float64' needs jax.config.update('jax_enable_x64', True) first")
     return jnp.dtype(spec.dtype)
 
 
+def _all_finite(array) -> bool:
+    if isinstance(array, jax.Array):
+        return bool(jnp.isfinite(array).all())  # reduced on the device; one bool comes back
+    return bool(np.isfinite(array).all())
+
+
 def check_data(data, dtype=jnp.float32, what: str = "data"):
-    """A finite, real ``[N, D]`` array with N, D >= 1, returned as a jax array of ``dtype``
-    (or unconverted, as given, when ``dtype`` is None)."""
-    if _is_traced(data):
+    """A finite, real ``[N, D]`` array with N, D >= 1, converted to ``dtype`` (left as given when
+    ``dtype`` is None). Host data stays NumPy, device data stays on its device."""
+    if isinstance(data, jax.Array):  # validated where it lives, without a copy to the host
         array = data
     else:
         try:
@@ -39,14 +53,12 @@ def check_data(data, dtype=jnp.float32, what: str = "data"):
         raise ValueError(f"{what} has zero samples")
     if array.shape[1] == 0:
         raise ValueError(f"{what} has zero features")
-    if not _is_traced(array):
-        finite = np.isfinite(array)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            value = array[tuple(bad)]
-            raise ValueError(f"{what} contains {np.sum(~finite)} non-finite value(s) (NaN or inf), "
-                             f"first {value} at row {bad[0]}, column {bad[1]}")
-    return array if dtype is None else jnp.asarray(array, dtype)
+    if not _is_traced(array) and not _all_finite(array):
+        finite = np.isfinite(np.asarray(array))
+        bad = np.argwhere(~finite)[0]
+        raise ValueError(f"{what} contains {np.sum(~finite)} non-finite value(s) (NaN or inf), "
+                         f"first {array[tuple(bad)]} at row {bad[0]}, column {bad[1]}")
+    return array if dtype is None else _as_dtype(array, dtype)
 
 
 def check_features(data, n_features: int, what: str = "data"):
@@ -81,11 +93,11 @@ def check_init(init, spec: Spec, data, dtype, per_seed: int | None = None):
     expected = (spec.n_units, n_features)
     shape = tuple(np.shape(weights))
     if shape == expected:
-        return jnp.asarray(weights, dtype)
+        return _as_dtype(weights, dtype)
     if per_seed is not None and shape == (per_seed, *expected):
         if not _is_traced(weights) and not np.isfinite(np.asarray(weights)).all():
             raise ValueError("initial weights contain non-finite values (NaN or inf)")
-        return jnp.asarray(weights, dtype)
+        return _as_dtype(weights, dtype)
     wanted = f"{expected}" + (f" or {(per_seed, *expected)}" if per_seed is not None else "")
     raise ValueError(f"initial weights must have shape {wanted} (n_units, n_features), got {shape}")
 
@@ -104,7 +116,7 @@ def check_order(order, n_samples: int, n_epochs: int):
                          f"n_steps >= 1, got {np.shape(order)}")
     if array.min() < 0 or array.max() >= n_samples:
         raise ValueError(f"order holds indices outside [0, {n_samples}): min {array.min()}, max {array.max()}")
-    return jnp.asarray(array, jnp.int32)
+    return np.asarray(array, np.int32)
 
 
 def check_hparams(hparams, spec: Spec, dtype, sweepable: bool = False):
@@ -140,7 +152,7 @@ def check_hparams(hparams, spec: Spec, dtype, sweepable: bool = False):
     lengths = {np.shape(v)[0] for v in leaves.values() if np.ndim(v) == 1}
     if len(lengths) > 1:
         raise ValueError(f"swept hparams fields must share one length, got lengths {sorted(lengths)}")
-    return Hparams(**{k: v if _is_traced(v) else jnp.asarray(v, dtype) for k, v in leaves.items()})
+    return Hparams(**{k: v if _is_traced(v) else _as_dtype(v, dtype) for k, v in leaves.items()})
 
 
 def check_keys(keys, batched: bool):

@@ -1,0 +1,250 @@
+"""Benchmarks against the anchors, in one process, from the same initial weights and sample order.
+
+    python -m experiments.bench --json results/bench.json [--quick] [--mnist-dir DIR]
+
+For each workload the anchor (MiniSom, neurolab) runs its own training code and compclust runs
+the same rule; both start from the anchor's initial weights and visit the samples in the same
+order, so the final weights must agree (``max_abs_diff``). Compilation is timed apart
+(``jit(...).lower(...).compile()``) and excluded; every timed call is wrapped in
+``jax.block_until_ready``; medians and minima of several runs are reported as ratios measured in
+the same run. A result that is fast but wrong fails the run (exit status 1).
+
+The seed sweep shards its seeds over the CPU cores: this script asks XLA for one host device
+per core before JAX is imported.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import compclust as cc  # noqa: E402
+from compclust import loop  # noqa: E402
+
+# neurolab 0.3.5 predates NumPy 2.
+np.Inf = getattr(np, "Inf", np.inf)
+if not hasattr(np, "asfarray"):
+    np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)
+
+PARITY_TOL = 1e-5
+TARGETS = {"som-online-digits": 30, "som-online-mnist": 20, "som-sweep-64": 40, "cwta-blobs": 1000}
+
+
+def timed(fn, repeats):
+    """Seconds of ``repeats`` calls of fn (its result blocked on), and the last result."""
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return times, out
+
+
+def compile_seconds(impl, static_names, *args, **static):
+    jitted = loop._compiled(impl, static_names, jax.default_backend())
+    start = time.perf_counter()
+    jitted.lower(*args, **static).compile()
+    return time.perf_counter() - start
+
+
+def fit_compile_seconds(key, data, spec, hp, n_epochs, init, order):
+    dtype = np.float32
+    args = (key, jax.numpy.asarray(data, dtype), loop.validation.check_hparams(hp, spec, dtype),
+            jax.numpy.asarray(init, dtype), jax.numpy.asarray(np.broadcast_to(order, (n_epochs, len(order))),
+                                                             np.int32))
+    return compile_seconds(loop._fit_impl, loop._STATIC, *args, spec=spec, n_epochs=n_epochs, init=None, trace=False)
+
+
+def minisom_run(X, shape, sigma, lr, n_epochs, seed):
+    """MiniSom's default online training: ``train(data, epochs * N)``, samples in data order."""
+    from minisom import MiniSom
+
+    som = MiniSom(shape[0], shape[1], X.shape[1], sigma=sigma, learning_rate=lr, random_seed=seed)
+    start = som.get_weights().reshape(-1, X.shape[1]).astype(np.float32)
+    som._weights = start.reshape(som._weights.shape).astype(np.float64)  # both start from float32 values
+    return som, start
+
+
+def som_workload(name, X, shape, sigma, lr, n_epochs, repeats, anchor_repeats):
+    X = np.asarray(X, np.float32)
+    X64 = X.astype(np.float64)
+    order = np.arange(len(X))
+    spec, hp = cc.som(shape), cc.Hparams(lr=lr, sigma=sigma)
+
+    def anchor():
+        som, _ = minisom_run(X, shape, sigma, lr, n_epochs, seed=0)
+        som.train(X64, n_epochs * len(X))
+        return som.get_weights()
+
+    _, start = minisom_run(X, shape, sigma, lr, n_epochs, seed=0)
+    anchor_times, theirs = timed(anchor, anchor_repeats)
+
+    def ours():
+        return cc.fit(jax.random.key(0), X, spec, hp, n_epochs, init=start, order=order)
+
+    compile_s = fit_compile_seconds(jax.random.key(0), X, spec, hp, n_epochs, start, order)
+    ours()  # warm the cache of the public entry point
+    our_times, result = timed(ours, repeats)
+    weights = np.asarray(result.state.weights)
+    theirs = theirs.reshape(-1, X.shape[1])
+    som_eval = cc.evaluate(spec, theirs.astype(np.float32), X)
+    return record(name, "MiniSom", anchor_times, our_times, compile_s,
+                  max_abs_diff=float(np.abs(weights - theirs).max()),
+                  qe_anchor=float(som_eval.quantization_error), qe_compclust=float(result.metrics.quantization_error[-1]),
+                  shape=list(X.shape), grid=list(shape), sigma=sigma, lr=lr, epochs=n_epochs, seeds=[0])
+
+
+def sweep_workload(name, X, shape, sigma, lr, n_epochs, n_seeds, repeats, anchor_repeats):
+    X = np.asarray(X, np.float32)
+    X64 = X.astype(np.float64)
+    spec, hp = cc.som(shape), cc.Hparams(lr=lr, sigma=sigma)
+    starts = np.stack([minisom_run(X, shape, sigma, lr, n_epochs, seed=s)[1] for s in range(n_seeds)])
+
+    def anchor():
+        finals = []
+        for s in range(n_seeds):
+            som, _ = minisom_run(X, shape, sigma, lr, n_epochs, seed=s)
+            som.train(X64, n_epochs * len(X))
+            finals.append(som.get_weights().reshape(-1, X.shape[1]))
+        return np.stack(finals)
+
+    anchor_times, theirs = timed(anchor, anchor_repeats)
+    order = np.arange(len(X))
+
+    def ours():
+        keys = jax.random.split(jax.random.key(0), n_seeds)
+        return cc.sweep(keys, X, spec, hp, n_epochs, init=starts, order=order)
+
+    start = time.perf_counter()
+    ours()
+    first_call_s = time.perf_counter() - start
+    our_times, result = timed(ours, repeats)
+    compile_s = max(first_call_s - min(our_times), 0.0)  # sharded sweep: compile = first call - steady run
+    diffs = np.abs(np.asarray(result.state.weights) - theirs).max(axis=(1, 2))
+    qe_anchor = np.mean([float(cc.evaluate(spec, w.astype(np.float32), X).quantization_error) for w in theirs])
+    return record(name, "MiniSom", anchor_times, our_times, compile_s,
+                  max_abs_diff=float(np.median(diffs)), max_abs_diff_worst_seed=float(diffs.max()),
+                  seeds_over_tolerance=int(np.sum(diffs > PARITY_TOL)),
+                  qe_anchor=float(qe_anchor), qe_compclust=float(np.mean(result.metrics.quantization_error[:, -1])),
+                  shape=list(X.shape), grid=list(shape), sigma=sigma, lr=lr, epochs=n_epochs,
+                  seeds=list(range(n_seeds)), devices=len(jax.devices()))
+
+
+def cwta_workload(name, n_epochs, repeats, anchor_repeats, seed=0, n_units=5):
+    import neurolab
+
+    points, _ = cc.data.make_blobs(seed)
+    X = cc.transform(cc.fit_scaler(points, "global_norm"), points).astype(np.float64)
+
+    def anchor():
+        net = neurolab.net.newc([[X.min(), X.max()]] * 3, n_units)
+        np.random.seed(seed)
+        # neurolab checks its epoch limit before learning: epochs=E+1 makes E learning passes.
+        net.train(X, epochs=n_epochs + 1, show=0)
+        return net.layers[0].np["w"]
+
+    anchor_times, theirs = timed(anchor, anchor_repeats)
+    np.random.seed(seed)
+    start = X[[np.random.randint(0, len(X)) for _ in range(n_units)]].astype(np.float32)
+    X32, order = X.astype(np.float32), np.arange(len(X))
+    spec, hp = cc.competitive_layer(n_units, winner="conscience"), cc.Hparams(lr=0.01)
+
+    def ours():
+        return cc.fit(jax.random.key(0), X32, spec, hp, n_epochs, init=start, order=order)
+
+    compile_s = fit_compile_seconds(jax.random.key(0), X32, spec, hp, n_epochs, start, order)
+    ours()
+    our_times, result = timed(ours, repeats)
+    return record(name, "neurolab newc (train_cwta)", anchor_times, our_times, compile_s,
+                  max_abs_diff=float(np.abs(np.asarray(result.state.weights) - theirs).max()),
+                  qe_anchor=float(cc.evaluate(spec, theirs.astype(np.float32), X32).quantization_error),
+                  qe_compclust=float(result.metrics.quantization_error[-1]),
+                  shape=list(X.shape), units=n_units, lr=0.01, epochs=n_epochs, seeds=[seed])
+
+
+def record(name, anchor, anchor_times, our_times, compile_s, **extra):
+    anchor_median, ours_median = statistics.median(anchor_times), statistics.median(our_times)
+    speedup = anchor_median / ours_median
+    entry = {
+        "workload": name, "anchor": anchor,
+        "anchor_median_s": anchor_median, "anchor_min_s": min(anchor_times), "anchor_runs": len(anchor_times),
+        "compclust_median_s": ours_median, "compclust_min_s": min(our_times), "compclust_runs": len(our_times),
+        "speedup": speedup, "target_speedup": TARGETS.get(name), "compile_s": compile_s, **extra,
+    }
+    entry["parity_ok"] = entry["max_abs_diff"] <= PARITY_TOL
+    entry["meets_target"] = entry["target_speedup"] is not None and speedup >= entry["target_speedup"]
+    entry["env"] = environment()
+    print(f"{name:20s} {anchor:28s} anchor {anchor_median:8.3f}s  compclust {ours_median:8.4f}s  "
+          f"x{speedup:7.1f} (target {entry['target_speedup']})  compile {compile_s:5.2f}s  "
+          f"max|dW| {entry['max_abs_diff']:.1e}", flush=True)
+    return entry
+
+
+def environment():
+    import minisom
+    import neurolab
+
+    return {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
+            "minisom": getattr(minisom, "__version__", "2.3.6"), "neurolab": getattr(neurolab, "__version__", "?"),
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "cpu_count": os.cpu_count(), "machine": platform.machine()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", required=True, help="where to write the JSON list of results")
+    parser.add_argument("--quick", action="store_true", help="smaller workloads, fewer repeats")
+    parser.add_argument("--mnist-dir", default=os.environ.get("COMPCLUST_MNIST_DIR"),
+                        help="folder with the MNIST IDX files (default: $COMPCLUST_MNIST_DIR)")
+    parser.add_argument("--only", nargs="*", help="run only these workloads")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    repeats, anchor_repeats = (3, 3) if quick else (7, 3)
+    digits, _ = cc.data.load_digits()
+    digits = cc.transform(cc.fit_scaler(digits, "minmax"), digits)
+
+    plan = {
+        "som-online-digits": lambda: som_workload("som-online-digits", digits, (10, 10), 3.0, 0.5,
+                                                  2 if quick else 10, repeats, anchor_repeats),
+        "som-sweep-64": lambda: sweep_workload("som-sweep-64", digits, (10, 10), 3.0, 0.5, 1 if quick else 10,
+                                               8 if quick else 64, repeats, 1 if quick else anchor_repeats),
+        "cwta-blobs": lambda: cwta_workload("cwta-blobs", 20 if quick else 100, repeats, anchor_repeats),
+        "som-online-mnist": lambda: mnist_workload(args.mnist_dir, quick, repeats, anchor_repeats),
+    }
+    results = []
+    for name, run in plan.items():
+        if args.only and name not in args.only:
+            continue
+        entry = run()
+        if entry is not None:
+            results.append(entry)
+            cc.io.atomic_write_json(args.json, results)  # each finished workload is kept
+    failed = [r["workload"] for r in results if not r["parity_ok"]]
+    if failed:
+        print(f"PARITY FAILED (max_abs_diff > {PARITY_TOL}): {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def mnist_workload(mnist_dir, quick, repeats, anchor_repeats):
+    if not mnist_dir:
+        print("som-online-mnist skipped: no --mnist-dir and COMPCLUST_MNIST_DIR is unset", file=sys.stderr)
+        return None
+    images, _ = cc.data.load_mnist(mnist_dir)
+    if quick:
+        images = images[:1000]
+    return som_workload("som-online-mnist", images, (20, 20), 4.0, 0.5, 1 if quick else 5,
+                        3 if quick else 5, 1 if quick else anchor_repeats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
