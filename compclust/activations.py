@@ -1,7 +1,10 @@
-"""Activation of every unit for one input: ``f(weights [K, D], x [D]) -> [K]``; the largest wins.
+"""Activation of every unit for one input; the largest wins.
 
-``batch_activation`` gives the same for many inputs, ``[N, D] -> [N, K]``, in matmul form where
-one exists (used for metrics and prediction, not for the online step).
+The per-sample functions take the weight matrix transposed, ``weights_t [D, K]`` (one column per
+unit, as a dense layer's kernel), and ``x [D]``, and return ``[K]``. The online step runs in this
+layout because a reduction over features is then a vertical vector add: on XLA:CPU the whole
+step is ~1.5x faster than with ``[K, D]`` rows. ``batch_activation`` takes the public ``[K, D]``
+weights and many inputs, ``[N, D] -> [N, K]``, in matmul form where one exists (metrics, prediction).
 """
 from __future__ import annotations
 
@@ -11,31 +14,31 @@ import jax.numpy as jnp
 COSINE_EPS = 1e-8  # MiniSom's guard against a zero-norm vector
 
 
-def neg_sq_euclidean(weights, x):
+def neg_sq_euclidean(weights_t, x):
     """``-|x - w_k|^2``: the winner is the nearest unit."""
-    diff = weights - x
-    return -jnp.sum(diff * diff, axis=-1)
+    diff = weights_t - x[:, None]
+    return -jnp.sum(diff * diff, axis=0)
 
 
-def linear(weights, x):
+def linear(weights_t, x):
     """The lecture's linear unit ``w_k . x`` (nearest only when all ``|w_k|`` are equal)."""
-    return weights @ x
+    return x @ weights_t
 
 
-def nearest_centroid(weights, x):
+def nearest_centroid(weights_t, x):
     """``w_k . x - |w_k|^2 / 2``: a linear unit with bias whose argmax is exactly the nearest unit."""
-    return weights @ x - 0.5 * jnp.sum(weights * weights, axis=-1)
+    return x @ weights_t - 0.5 * jnp.sum(weights_t * weights_t, axis=0)
 
 
-def cosine(weights, x):
+def cosine(weights_t, x):
     """Cosine similarity ``w_k . x / (|w_k| |x|)``."""
-    norms = jnp.linalg.norm(weights, axis=-1) * jnp.linalg.norm(x)
-    return (weights @ x) / (norms + COSINE_EPS)
+    norms = jnp.linalg.norm(weights_t, axis=0) * jnp.linalg.norm(x)
+    return (x @ weights_t) / (norms + COSINE_EPS)
 
 
-def neg_manhattan(weights, x):
+def neg_manhattan(weights_t, x):
     """``-sum_d |x_d - w_kd|``."""
-    return -jnp.sum(jnp.abs(weights - x), axis=-1)
+    return -jnp.sum(jnp.abs(weights_t - x[:, None]), axis=0)
 
 
 ACTIVATION_FNS = {
@@ -73,4 +76,4 @@ def batch_activation(name: str, weights, data):
         norms = jnp.linalg.norm(data, axis=1)[:, None] * jnp.linalg.norm(weights, axis=1)[None, :]
         return (data @ weights.T) / (norms + COSINE_EPS)
     # No matmul form: one sample at a time keeps memory at [K, D], not [N, K, D].
-    return jax.lax.map(lambda x: ACTIVATION_FNS[name](weights, x), data)
+    return jax.lax.map(lambda x: ACTIVATION_FNS[name](weights.T, x), data)

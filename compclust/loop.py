@@ -90,16 +90,22 @@ def step(spec: Spec, state: State, x, hparams: Hparams, total_steps: int, key=No
     winner minimises ``conscience_k * |x - w_k|``, its conscience grows by one, and it moves by
     ``lr * |x - w_win| * (x - w_win)``. ``key`` is needed only by the softmax winner.
     """
-    weights = state.weights
-    lr, sigma = schedule_values(spec, hparams, state.step.astype(weights.dtype), total_steps)
+    moved, metrics = _step_units_last(spec, state._replace(weights=state.weights.T), x, hparams, total_steps, key)
+    return moved._replace(weights=moved.weights.T), metrics
+
+
+def _step_units_last(spec: Spec, state: State, x, hparams: Hparams, total_steps: int, key=None):
+    """``step`` on ``state.weights`` transposed, ``[D, K]``: the layout the training scan carries."""
+    weights_t = state.weights
+    lr, sigma = schedule_values(spec, hparams, state.step.astype(weights_t.dtype), total_steps)
     conscience = state.conscience
     if spec.winner == "conscience":
-        distance = jnp.sqrt(jnp.sum((weights - x) ** 2, axis=-1))
+        distance = jnp.sqrt(jnp.sum((weights_t - x[:, None]) ** 2, axis=0))
         winner = conscience_winner(distance, conscience)
         conscience = conscience.at[winner].add(1.0)
         gain = lr * distance[winner]
     else:
-        activation = ACTIVATION_FNS[spec.activation](weights, x)
+        activation = ACTIVATION_FNS[spec.activation](weights_t, x)
         if spec.winner == "hard":
             winner = hard_winner(activation)
         elif spec.winner == "softmax":
@@ -108,14 +114,14 @@ def step(spec: Spec, state: State, x, hparams: Hparams, total_steps: int, key=No
             winner = desieno_winner(activation, conscience, hparams.bias_scale)
             conscience = desieno_frequencies(conscience, activation, hparams.frequency_rate)
         gain = lr
-    winner_distance = jnp.sqrt(jnp.sum((x - weights[winner]) ** 2))
+    winner_distance = jnp.sqrt(jnp.sum((x - weights_t[:, winner]) ** 2))
     if spec.kernel == "delta":
-        # Only the winner moves: update one row instead of all K.
-        weights = weights.at[winner].add(gain * (x - weights[winner]))
+        # Only the winner moves: update one column instead of all K.
+        weights_t = weights_t.at[:, winner].add(gain * (x - weights_t[:, winner]))
     else:
         h = neighbourhood(spec.kernel, topology.sq_distances_from(spec.grid, winner), sigma)
-        weights = weights + (gain * h.astype(weights.dtype))[:, None] * (x - weights)
-    state = State(weights=weights, conscience=conscience, step=state.step + 1)
+        weights_t = weights_t + (gain * h.astype(weights_t.dtype))[None, :] * (x[:, None] - weights_t)
+    state = State(weights=weights_t, conscience=conscience, step=state.step + 1)
     return state, StepMetrics(winner=winner.astype(jnp.int32), distance=winner_distance)
 
 
@@ -129,9 +135,9 @@ def _fit_impl(key, data, hparams, init_weights, order, *, spec: Spec, n_epochs: 
     n_steps = n_samples if order is None else order.shape[1]
     total_steps = n_epochs * n_steps
 
-    def one_step(state, inputs):
+    def one_step(state, inputs):  # state.weights is [D, K] inside the scans
         x, step_key = inputs
-        state, metrics = step(spec, state, x, hparams, total_steps, step_key)
+        state, metrics = _step_units_last(spec, state, x, hparams, total_steps, step_key)
         return state, (metrics if trace else None)
 
     def one_epoch(state, inputs):
@@ -145,15 +151,15 @@ def _fit_impl(key, data, hparams, init_weights, order, *, spec: Spec, n_epochs: 
         start = state.weights
         # One gather per epoch: scanning over rows is faster than indexing inside every step.
         state, step_metrics = lax.scan(one_step, state, (data[epoch_order], step_keys))
-        evaluation = evaluate_impl(spec, state.weights, data)
+        evaluation = evaluate_impl(spec, state.weights.T, data)
         lr, sigma = schedule_values(spec, hparams, (state.step - 1).astype(data.dtype), total_steps)
         metrics = EpochMetrics(*evaluation, center_shift=jnp.linalg.norm(state.weights - start),
                                lr=jnp.asarray(lr, data.dtype), sigma=jnp.asarray(sigma, data.dtype))
         return state, (metrics, step_metrics)
 
     epoch_keys = jax.random.split(run_key, n_epochs)
-    state, (metrics, steps) = lax.scan(one_epoch, initial_state(spec, weights), (epoch_keys, order))
-    return FitResult(state=state, metrics=metrics, trace=steps)
+    state, (metrics, steps) = lax.scan(one_epoch, initial_state(spec, weights.T), (epoch_keys, order))
+    return FitResult(state=state._replace(weights=state.weights.T), metrics=metrics, trace=steps)
 
 
 _STATIC = ("spec", "n_epochs", "init", "trace")

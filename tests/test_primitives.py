@@ -15,7 +15,7 @@ import reference as ref
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_matches_numpy(name, rng):
     W, x = rng.normal(size=(7, 5)), rng.normal(size=5)
-    got = activations.ACTIVATION_FNS[name](jnp.asarray(W, jnp.float32), jnp.asarray(x, jnp.float32))
+    got = activations.ACTIVATION_FNS[name](jnp.asarray(W.T, jnp.float32), jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(got, ref.ACTIVATIONS[name](W, x), rtol=1e-5, atol=1e-5)
 
 
