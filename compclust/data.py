@@ -14,14 +14,14 @@ import numpy as np
 BLOB_CENTRES = np.array([[1, 2, 1], [2, 5, 2], [-3, 3, 0], [5, -1, -1], [-2, -2, -2]], dtype=np.float64)
 
 
-def make_blobs(key_seed: int = 0, n_per_blob: int = 100, noise: float = 0.8, centres=BLOB_CENTRES):
+def make_blobs(seed: int = 0, n_per_blob: int = 100, noise: float = 0.8, centres=BLOB_CENTRES):
     """The neurolab demo's data: ``centre + noise * N(0, 1)`` for each centre, blob after blob.
 
     Returns ``(points [n_blobs * n_per_blob, D] float64, labels [N] int)``; generated with NumPy's
-    ``default_rng(key_seed)`` so the same seed gives the same points on every machine.
+    ``default_rng(seed)`` so the same seed gives the same points on every machine.
     """
     centres = np.asarray(centres, np.float64)
-    rng = np.random.default_rng(key_seed)
+    rng = np.random.default_rng(seed)
     points = np.concatenate([c + noise * rng.standard_normal((n_per_blob, centres.shape[1])) for c in centres])
     labels = np.repeat(np.arange(len(centres)), n_per_blob)
     return points, labels
