@@ -244,3 +244,15 @@ def test_readout_functions(rng):
     np.testing.assert_array_equal(cc.quantize(spec, W, X), W[best])
     np.testing.assert_array_equal(cc.grid_position(spec, best), np.stack(np.unravel_index(best, (2, 3)), -1))
     np.testing.assert_array_equal(cc.bmu(spec, W, X[0]), best[:1])  # one sample as a 1-D vector
+
+
+def test_public_step_driven_by_hand_equals_fit(rng):
+    X = rng.normal(size=(10, 3)).astype(np.float32)
+    spec, hp = cc.som((2, 2)), cc.Hparams(lr=0.5, sigma=1.0)
+    state = cc.init(jax.random.key(0), X, spec)
+    start = np.asarray(state.weights)
+    for x in X:
+        state, metrics = cc.step(spec, state, jnp.asarray(x), hp, total_steps=10)
+    whole = cc.fit(jax.random.key(1), X, spec, hp, 1, init=start, order=np.arange(10), trace=True)
+    np.testing.assert_allclose(state.weights, whole.state.weights, atol=1e-6)
+    assert int(state.step) == 10 and int(metrics.winner) == int(whole.trace.winner[0, -1])
