@@ -48,7 +48,7 @@ def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
         # The runner-up as a masked argmax: lax.top_k here cost 20x more on XLA:CPU.
         masked = activation.at[jnp.arange(activation.shape[0]), best].set(-jnp.inf)
         adjacent = topology.are_neighbours(spec.grid, best, jnp.argmax(masked, axis=1))
-        topo = 1.0 - jnp.mean(adjacent.astype(weights.dtype))
+        topo = jnp.mean((~adjacent).astype(weights.dtype))  # not 1 - mean(adjacent): exactly 0 when all are
     return Evaluation(quantization_error=jnp.mean(jnp.sqrt(sq_err)), topographic_error=topo,
                       inertia=jnp.sum(sq_err), dead_units=jnp.sum(~won).astype(jnp.int32))
 

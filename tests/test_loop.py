@@ -256,3 +256,9 @@ def test_public_step_driven_by_hand_equals_fit(rng):
     whole = cc.fit(jax.random.key(1), X, spec, hp, 1, init=start, order=np.arange(10), trace=True)
     np.testing.assert_allclose(state.weights, whole.state.weights, atol=1e-6)
     assert int(state.step) == 10 and int(metrics.winner) == int(whole.trace.winner[0, -1])
+
+
+def test_topographic_error_is_exactly_zero_on_a_line_where_every_pair_is_adjacent(rng):
+    X = rng.normal(size=(30, 3)).astype(np.float32)
+    r = cc.fit(jax.random.key(0), X, cc.som((3,), toroidal=True), cc.Hparams(lr=0.5, sigma=1.0), 2)
+    np.testing.assert_array_equal(r.metrics.topographic_error, [0.0, 0.0])  # on a 3-ring all units touch
