@@ -125,15 +125,20 @@ def _step_units_last(spec: Spec, state: State, x, hparams: Hparams, total_steps:
     return state, StepMetrics(winner=winner.astype(jnp.int32), distance=winner_distance)
 
 
-def _fit_impl(key, data, hparams, init_weights, order, *, spec: Spec, n_epochs: int, init: str | None,
-              trace: bool) -> FitResult:
-    """Whole training run for one key: traceable, vmappable, no host syncs."""
+def _fit_impl(key, data, hparams, init_weights, order, resume=None, *, spec: Spec, n_epochs: int,
+              init: str | None, trace: bool, total_epochs: int | None = None) -> FitResult:
+    """Whole training run for one key: traceable, vmappable, no host syncs. With ``resume`` (a State)
+    it continues that run; the schedules then span ``total_epochs``."""
     TRACE_COUNT["fit"] += 1
     n_samples = data.shape[0]
     init_key, run_key = jax.random.split(key)
-    weights = init_weights if init is None else initialize(init, init_key, data, spec).astype(data.dtype)
     n_steps = n_samples if order is None else order.shape[1]
-    total_steps = n_epochs * n_steps
+    total_steps = (total_epochs or n_epochs) * n_steps
+    if resume is None:
+        weights = init_weights if init is None else initialize(init, init_key, data, spec).astype(data.dtype)
+        start = initial_state(spec, weights.T)
+    else:
+        start = resume._replace(weights=resume.weights.T)
 
     def one_step(state, inputs):  # state.weights is [D, K] inside the scans
         index, step_key = inputs
@@ -159,11 +164,11 @@ def _fit_impl(key, data, hparams, init_weights, order, *, spec: Spec, n_epochs: 
         return state, (metrics, step_metrics)
 
     epoch_keys = jax.random.split(run_key, n_epochs)
-    state, (metrics, steps) = lax.scan(one_epoch, initial_state(spec, weights.T), (epoch_keys, order))
+    state, (metrics, steps) = lax.scan(one_epoch, start, (epoch_keys, order))
     return FitResult(state=state._replace(weights=state.weights.T), metrics=metrics, trace=steps)
 
 
-_STATIC = ("spec", "n_epochs", "init", "trace")
+_STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs")
 
 
 @functools.cache
@@ -189,26 +194,38 @@ def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None
 
 
 def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
-        trace: bool = False) -> FitResult:
+        trace: bool = False, resume: State | None = None, total_epochs: int | None = None) -> FitResult:
     """Train one network on ``data [N, D]`` for ``n_epochs`` epochs.
 
     init: a name from ``initializers.INITIALIZERS`` or initial weights ``[K, D]``.
     order: None for a fresh permutation per epoch drawn from the key, or sample indices
       ``[n_steps]`` (every epoch) / ``[n_epochs, n_steps]`` to reproduce another library's order.
     trace: also return the winner and distance of every step (``[n_epochs, n_steps]``).
+    resume, total_epochs: train in chunks (to report progress between them, or to stop and go on):
+      ``fit(k2, ..., n_epochs=100, resume=first.state, total_epochs=1000)`` continues ``first``
+      (weights, consciences, step count; ``init`` is then unused) with the schedules spanning
+      ``total_epochs``. Chunks given the same ``order`` reproduce one uninterrupted run exactly.
     """
-    jitted, args, static = fit_call(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace)
+    jitted, args, static = fit_call(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
+                                    resume=resume, total_epochs=total_epochs)
     return jitted(*args, **static)
 
 
-def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False):
+def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False,
+             resume=None, total_epochs=None):
     """What ``fit`` runs, validated but not run: ``(jitted, args, static_kwargs)``. Benchmarks time
     ``jitted.lower(*args, **static_kwargs).compile()`` apart from the run."""
     key = validation.check_keys(key, batched=False)
+    if resume is not None:
+        init = None  # the weights come from the resumed state
     data, hparams, n_epochs, init, init_weights, order = _prepare(spec, data, hparams, n_epochs, init, order, False)
+    if resume is not None:
+        resume = validation.check_resume(resume, spec, data.shape[1], data.dtype)
+    n_steps = data.shape[0] if order is None else order.shape[1]
+    total_epochs = validation.check_total_epochs(total_epochs, n_epochs, resume, n_steps)
     jitted = _compiled(_fit_impl, _STATIC, jax.default_backend())
-    return jitted, (key, data, hparams, init_weights, order), dict(spec=spec, n_epochs=n_epochs, init=init,
-                                                                   trace=trace)
+    return jitted, (key, data, hparams, init_weights, order, resume), dict(
+        spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs)
 
 
 def _sweep_impl(keys, data, hparams, init_weights, order, *, spec, n_epochs, init, trace, hparam_axes,
@@ -252,6 +269,7 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
         keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("seeds")))
         if weights_axis == 0:
             init_weights = jax.device_put(init_weights, NamedSharding(mesh, PartitionSpec("seeds")))
-    jitted = _compiled(_sweep_impl, _STATIC + ("hparam_axes", "weights_axis"), jax.default_backend())
+    static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "weights_axis")
+    jitted = _compiled(_sweep_impl, static_names, jax.default_backend())
     return jitted, (keys, data, hparams, init_weights, order), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes, weights_axis=weights_axis)

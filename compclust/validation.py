@@ -76,6 +76,8 @@ def check_epochs(n_epochs) -> int:
 def check_init(init, spec: Spec, data, dtype, per_seed: int | None = None):
     """A named initializer, or initial weights ``[K, D]`` (``[S, K, D]`` for per-seed weights)."""
     n_samples, n_features = data.shape
+    if init is None:  # the weights come from elsewhere (a resumed state)
+        return None
     if isinstance(init, str):
         if init not in INITIALIZERS:
             raise ValueError(f"unknown initializer {init!r}; choose from {INITIALIZERS}")
@@ -172,3 +174,31 @@ def check_keys(keys, batched: bool):
     if batched and keys.shape[0] == 0:
         raise ValueError("sweep needs at least one key")
     return keys
+
+
+def check_total_epochs(total_epochs, n_epochs: int, resume, n_steps: int):
+    """The whole run's length when training in chunks; None means this call is the whole run."""
+    if total_epochs is None:
+        if resume is not None:
+            raise ValueError("resume needs total_epochs: the length of the whole run the schedules span")
+        return None
+    total_epochs = check_epochs(total_epochs)
+    done = 0 if resume is None else int(np.asarray(resume.step))
+    if done + n_epochs * n_steps > total_epochs * n_steps:
+        raise ValueError(f"this chunk would end at step {done + n_epochs * n_steps}, past the end of a "
+                         f"{total_epochs}-epoch run ({total_epochs * n_steps} steps)")
+    return total_epochs
+
+
+def check_resume(state, spec: Spec, n_features: int, dtype):
+    """A State from an earlier ``fit`` of the same spec on data with the same features."""
+    fields = ("weights", "conscience", "step")
+    if not all(hasattr(state, f) for f in fields):
+        raise ValueError(f"resume must be the State of an earlier fit (fields {fields}), got {type(state).__name__}")
+    weights = check_data(state.weights, dtype, what="resumed weights")
+    if tuple(weights.shape) != (spec.n_units, n_features):
+        raise ValueError(f"resumed weights have shape {tuple(weights.shape)}, expected {(spec.n_units, n_features)}")
+    conscience = np.asarray(state.conscience)
+    if conscience.shape != (spec.n_units,) or not np.isfinite(conscience).all():
+        raise ValueError(f"resumed conscience must be {spec.n_units} finite values, got shape {conscience.shape}")
+    return type(state)(weights=weights, conscience=conscience.astype(dtype), step=np.asarray(state.step, np.int32))

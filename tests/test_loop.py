@@ -1,4 +1,6 @@
 """The training loop: hand-computed cases, NumPy references, properties, determinism, compilation."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -262,3 +264,34 @@ def test_topographic_error_is_exactly_zero_on_a_line_where_every_pair_is_adjacen
     X = rng.normal(size=(30, 3)).astype(np.float32)
     r = cc.fit(jax.random.key(0), X, cc.som((3,), toroidal=True), cc.Hparams(lr=0.5, sigma=1.0), 2)
     np.testing.assert_array_equal(r.metrics.topographic_error, [0.0, 0.0])  # on a 3-ring all units touch
+
+
+@pytest.mark.parametrize("winner,kernel", [("hard", "gaussian"), ("conscience", "delta"), ("desieno", "delta")])
+def test_training_in_chunks_equals_one_run(rng, winner, kernel):
+    X = (rng.normal(size=(30, 3)) * 0.1).astype(np.float32)
+    spec = cc.som((2, 3), winner=winner) if kernel != "delta" else cc.competitive_layer(6, winner=winner)
+    spec = dataclasses.replace(spec, lr_schedule="linear", sigma_schedule="exponential")
+    hp = cc.Hparams(lr=0.5, lr_final=0.05, sigma=1.5, sigma_final=0.3, bias_scale=0.5, frequency_rate=0.05)
+    order = np.stack([rng.permutation(30) for _ in range(6)])
+    W0 = X[:6]
+    whole = cc.fit(jax.random.key(0), X, spec, hp, 6, init=W0, order=order)
+    first = cc.fit(jax.random.key(1), X, spec, hp, 2, init=W0, order=order[:2], total_epochs=6)
+    rest = cc.fit(jax.random.key(2), X, spec, hp, 4, order=order[2:], resume=first.state, total_epochs=6)
+    np.testing.assert_allclose(rest.state.weights, whole.state.weights, atol=1e-6)
+    np.testing.assert_allclose(rest.state.conscience, whole.state.conscience, atol=1e-6)
+    assert int(rest.state.step) == int(whole.state.step) == 180
+    np.testing.assert_allclose(np.concatenate([first.metrics.lr, rest.metrics.lr]), whole.metrics.lr, rtol=1e-6)
+
+
+def test_resume_is_checked(rng):
+    X = rng.normal(size=(10, 2)).astype(np.float32)
+    spec, hp = cc.som((2, 2)), cc.Hparams(lr=0.5, sigma=1.0)
+    first = cc.fit(jax.random.key(0), X, spec, hp, 2, total_epochs=3)
+    with pytest.raises(ValueError, match="resume needs total_epochs"):
+        cc.fit(jax.random.key(1), X, spec, hp, 1, resume=first.state)
+    with pytest.raises(ValueError, match="past the end"):
+        cc.fit(jax.random.key(1), X, spec, hp, 2, resume=first.state, total_epochs=3)
+    with pytest.raises(ValueError, match="resumed weights have shape"):
+        cc.fit(jax.random.key(1), X, cc.som((3, 2)), hp, 1, resume=first.state, total_epochs=3)
+    with pytest.raises(ValueError, match="State of an earlier fit"):
+        cc.fit(jax.random.key(1), X, spec, hp, 1, resume=first.state.weights, total_epochs=3)
