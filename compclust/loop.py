@@ -189,7 +189,7 @@ def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None
     n_epochs = validation.check_epochs(n_epochs)
     hparams = validation.check_hparams(hparams, spec, dtype, sweepable=sweepable)
     init_weights = validation.check_init(init, spec, data, dtype, per_seed=n_seeds)
-    order = validation.check_order(order, data.shape[0], n_epochs)
+    order = validation.check_order(order, data.shape[0], n_epochs, per_seed=n_seeds)
     return data, hparams, n_epochs, (init if init_weights is None else None), init_weights, order
 
 
@@ -229,14 +229,15 @@ def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order
 
 
 def _sweep_impl(keys, data, hparams, init_weights, order, *, spec, n_epochs, init, trace, hparam_axes,
-                weights_axis):
-    def fit_one(key, hp, weights):
-        return _fit_impl(key, data, hp, weights, order, spec=spec, n_epochs=n_epochs, init=init, trace=trace)
+                seed_axes):
+    def fit_one(key, hp, weights, seed_order):
+        return _fit_impl(key, data, hp, weights, seed_order, spec=spec, n_epochs=n_epochs, init=init, trace=trace)
 
-    run = jax.vmap(fit_one, in_axes=(0, None, weights_axis))
+    weights_axis, order_axis = seed_axes
+    run = jax.vmap(fit_one, in_axes=(0, None, weights_axis, order_axis))
     if any(axis is not None for axis in hparam_axes):
-        run = jax.vmap(run, in_axes=(None, Hparams(*hparam_axes), None))
-    return run(keys, hparams, init_weights)
+        run = jax.vmap(run, in_axes=(None, Hparams(*hparam_axes), None, None))
+    return run(keys, hparams, init_weights, order)
 
 
 def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
@@ -247,6 +248,7 @@ def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="rand
     hparams: any field may be a 1-D array of length H (all swept fields share H, zipped, so build a
       grid with ``jnp.meshgrid`` first); results then have leading axes ``[H, S, ...]``, else ``[S, ...]``.
     init: a name, shared initial weights ``[K, D]``, or one set per seed ``[S, K, D]``.
+    order: as in ``fit`` (shared by all seeds), or one per seed ``[S, n_epochs, n_steps]``.
     Where several devices are visible and S divides evenly, the seed axis is sharded over them
     (on a CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before importing jax).
     ``sweep(keys)[..., i]`` equals ``fit(keys[i])``.
@@ -263,13 +265,17 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
         spec, data, hparams, n_epochs, init, order, True, n_seeds)
     hparam_axes = tuple(0 if jnp.ndim(v) == 1 else None for v in hparams)
     weights_axis = 0 if init_weights is not None and init_weights.ndim == 3 else None
+    order_axis = 0 if order is not None and order.ndim == 3 else None
     devices = jax.devices()
     if len(devices) > 1 and n_seeds % len(devices) == 0:
         mesh = Mesh(devices, ("seeds",))
         keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("seeds")))
         if weights_axis == 0:
             init_weights = jax.device_put(init_weights, NamedSharding(mesh, PartitionSpec("seeds")))
-    static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "weights_axis")
+        if order_axis == 0:
+            order = jax.device_put(order, NamedSharding(mesh, PartitionSpec("seeds")))
+    static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes")
     jitted = _compiled(_sweep_impl, static_names, jax.default_backend())
     return jitted, (keys, data, hparams, init_weights, order), dict(
-        spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes, weights_axis=weights_axis)
+        spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
+        seed_axes=(weights_axis, order_axis))

@@ -104,8 +104,9 @@ def check_init(init, spec: Spec, data, dtype, per_seed: int | None = None):
     raise ValueError(f"initial weights must have shape {wanted} (n_units, n_features), got {shape}")
 
 
-def check_order(order, n_samples: int, n_epochs: int):
-    """Sample indices: ``[n_steps]`` reused every epoch, or ``[n_epochs, n_steps]``."""
+def check_order(order, n_samples: int, n_epochs: int, per_seed: int | None = None):
+    """Sample indices: ``[n_steps]`` reused every epoch, ``[n_epochs, n_steps]``, or in a sweep one
+    order per seed, ``[n_seeds, n_epochs, n_steps]``."""
     if order is None:
         return None
     array = np.asarray(order)
@@ -113,9 +114,12 @@ def check_order(order, n_samples: int, n_epochs: int):
         raise ValueError(f"order must hold integer sample indices, got dtype {array.dtype}")
     if array.ndim == 1:
         array = np.broadcast_to(array, (n_epochs, array.shape[0]))
-    if array.ndim != 2 or array.shape[0] != n_epochs or array.shape[1] == 0:
-        raise ValueError(f"order must have shape [n_steps] or [n_epochs={n_epochs}, n_steps] with "
-                         f"n_steps >= 1, got {np.shape(order)}")
+    seeds_ok = per_seed is not None and array.ndim == 3 and array.shape[0] == per_seed
+    if not (array.ndim == 2 or seeds_ok) or array.shape[-2] != n_epochs or array.shape[-1] == 0:
+        wanted = f"[n_steps] or [n_epochs={n_epochs}, n_steps]"
+        if per_seed is not None:
+            wanted += f" or [n_seeds={per_seed}, n_epochs, n_steps]"
+        raise ValueError(f"order must have shape {wanted} with n_steps >= 1, got {np.shape(order)}")
     if array.min() < 0 or array.max() >= n_samples:
         raise ValueError(f"order holds indices outside [0, {n_samples}): min {array.min()}, max {array.max()}")
     return np.asarray(array, np.int32)

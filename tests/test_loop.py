@@ -173,6 +173,23 @@ def test_sweep_matches_fit_per_seed_and_per_hparam(rng):
 
 
 @NO_KEY_REUSE_CHECK
+def test_sweep_with_an_order_per_seed_matches_fit(rng):
+    X = rng.normal(size=(20, 2)).astype(np.float32)
+    orders = np.stack([np.stack([rng.permutation(20) for _ in range(2)]) for _ in range(3)])  # [S, E, N]
+    W0 = X[:4]
+
+    def keys():
+        return jax.random.split(jax.random.key(4), 3)
+
+    swept = cc.sweep(keys(), X, cc.som((2, 2)), cc.Hparams(lr=0.4, sigma=1.0), 2, init=W0, order=orders)
+    for i in range(3):
+        one = cc.fit(keys()[i], X, cc.som((2, 2)), cc.Hparams(lr=0.4, sigma=1.0), 2, init=W0, order=orders[i])
+        np.testing.assert_allclose(swept.state.weights[i], one.state.weights, atol=1e-6)
+    with pytest.raises(ValueError, match="n_seeds=3"):
+        cc.sweep(keys(), X, cc.som((2, 2)), cc.Hparams(lr=0.4, sigma=1.0), 2, init=W0, order=orders[:2])
+
+
+@NO_KEY_REUSE_CHECK
 def test_sweep_over_seeds_only_and_per_seed_initial_weights(rng):
     X = rng.normal(size=(30, 2)).astype(np.float32)
     def keys():
