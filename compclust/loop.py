@@ -155,11 +155,11 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, *, spec: Spe
         step_keys = jax.random.split(step_key, n_steps) if spec.winner == "softmax" else None
         if spec.winner == "conscience":  # neurolab resets every conscience to 1 after each epoch
             state = state._replace(conscience=jnp.ones_like(state.conscience))
-        start = state.weights
+        weights_before = state.weights
         state, step_metrics = lax.scan(one_step, state, (epoch_order, step_keys))
         evaluation = evaluate_impl(spec, state.weights.T, data)
         lr, sigma = schedule_values(spec, hparams, (state.step - 1).astype(data.dtype), total_steps)
-        metrics = EpochMetrics(*evaluation, center_shift=jnp.linalg.norm(state.weights - start),
+        metrics = EpochMetrics(*evaluation, center_shift=jnp.linalg.norm(state.weights - weights_before),
                                lr=jnp.asarray(lr, data.dtype), sigma=jnp.asarray(sigma, data.dtype))
         return state, (metrics, step_metrics)
 
