@@ -268,12 +268,12 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
     order_axis = 0 if order is not None and order.ndim == 3 else None
     devices = jax.devices()
     if len(devices) > 1 and n_seeds % len(devices) == 0:
-        mesh = Mesh(devices, ("seeds",))
-        keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("seeds")))
+        by_seed = NamedSharding(Mesh(devices, ("seeds",)), PartitionSpec("seeds"))
+        keys = jax.device_put(keys, by_seed)
         if weights_axis == 0:
-            init_weights = jax.device_put(init_weights, NamedSharding(mesh, PartitionSpec("seeds")))
+            init_weights = jax.device_put(init_weights, by_seed)
         if order_axis == 0:
-            order = jax.device_put(order, NamedSharding(mesh, PartitionSpec("seeds")))
+            order = jax.device_put(order, by_seed)
     static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes")
     jitted = _compiled(_sweep_impl, static_names, jax.default_backend())
     return jitted, (keys, data, hparams, init_weights, order), dict(

@@ -97,7 +97,7 @@ def check_init(init, spec: Spec, data, dtype, per_seed: int | None = None):
     if shape == expected:
         return _as_dtype(weights, dtype)
     if per_seed is not None and shape == (per_seed, *expected):
-        if not _is_traced(weights) and not np.isfinite(np.asarray(weights)).all():
+        if not _is_traced(weights) and not _all_finite(weights):
             raise ValueError("initial weights contain non-finite values (NaN or inf)")
         return _as_dtype(weights, dtype)
     wanted = f"{expected}" + (f" or {(per_seed, *expected)}" if per_seed is not None else "")
