@@ -57,8 +57,9 @@ def compile_seconds(call, *args, **kwargs):
     return time.perf_counter() - start
 
 
-def minisom_run(X, shape, sigma, lr, n_epochs, seed):
-    """MiniSom's default online training: ``train(data, epochs * N)``, samples in data order."""
+def minisom_start(X, shape, sigma, lr, seed):
+    """A MiniSom map as its ``random_seed`` initialises it, and those starting weights ``[K, D]``
+    (rounded to float32 so that both sides start from the same values)."""
     from minisom import MiniSom
 
     som = MiniSom(shape[0], shape[1], X.shape[1], sigma=sigma, learning_rate=lr, random_seed=seed)
@@ -73,12 +74,12 @@ def som_workload(name, X, shape, sigma, lr, n_epochs, repeats, anchor_repeats):
     order = np.arange(len(X))
     spec, hp = cc.som(shape), cc.Hparams(lr=lr, sigma=sigma)
 
-    def anchor():
-        som, _ = minisom_run(X, shape, sigma, lr, n_epochs, seed=0)
+    def anchor():  # MiniSom's default online training: train(data, epochs * N), samples in data order
+        som, _ = minisom_start(X, shape, sigma, lr, seed=0)
         som.train(X64, n_epochs * len(X))
         return som.get_weights()
 
-    _, start = minisom_run(X, shape, sigma, lr, n_epochs, seed=0)
+    _, start = minisom_start(X, shape, sigma, lr, seed=0)
     anchor_times, theirs = timed(anchor, anchor_repeats)
 
     def ours():
@@ -100,12 +101,12 @@ def sweep_workload(name, X, shape, sigma, lr, n_epochs, n_seeds, repeats, anchor
     X = np.asarray(X, np.float32)
     X64 = X.astype(np.float64)
     spec, hp = cc.som(shape), cc.Hparams(lr=lr, sigma=sigma)
-    starts = np.stack([minisom_run(X, shape, sigma, lr, n_epochs, seed=s)[1] for s in range(n_seeds)])
+    starts = np.stack([minisom_start(X, shape, sigma, lr, seed=s)[1] for s in range(n_seeds)])
 
     def anchor():
         finals = []
         for s in range(n_seeds):
-            som, _ = minisom_run(X, shape, sigma, lr, n_epochs, seed=s)
+            som, _ = minisom_start(X, shape, sigma, lr, seed=s)
             som.train(X64, n_epochs * len(X))
             finals.append(som.get_weights().reshape(-1, X.shape[1]))
         return np.stack(finals)
