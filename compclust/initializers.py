@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .spec import Spec
 
-INITIALIZERS = ("uniform", "random_samples", "pca", "kmeans++")
+INITIALIZERS = ("uniform", "random_samples", "pca", "kmeans++", "kmeans++_plain")
 UNIFORM_SCALE = 0.01  # "small random weights": uniform in [-0.01, 0.01]
 
 
@@ -39,8 +40,16 @@ def pca(data, grid_shape):
     return mean + coefs @ components
 
 
-def kmeans_plusplus(key, data, n_units):
-    """k-means++ (Arthur & Vassilvitskii 2007): each next centre drawn with probability ~ D(x)^2."""
+def greedy_trials(n_units: int) -> int:
+    """scikit-learn's number of candidates per new centre in greedy k-means++."""
+    return 2 + int(np.log(n_units))
+
+
+def kmeans_plusplus(key, data, n_units, n_trials: int = 1):
+    """k-means++ (Arthur & Vassilvitskii 2007): the first centre uniform, each next one drawn with
+    probability ~ D(x)^2 (the squared distance to the nearest centre so far). With ``n_trials > 1``
+    it is the greedy variant scikit-learn uses: ``n_trials`` candidates are drawn that way and the
+    one leaving the smallest potential ``sum_x D(x)^2`` is kept."""
     first_key, rest_key = jax.random.split(key)
     first = data[jax.random.randint(first_key, (), 0, data.shape[0])]
     centres = jnp.zeros((n_units, data.shape[1]), data.dtype).at[0].set(first)
@@ -51,9 +60,10 @@ def kmeans_plusplus(key, data, n_units):
         k, centre_key = inputs
         # All-zero distances (duplicates only) fall back to a uniform draw.
         logits = jnp.where(jnp.sum(closest) > 0, jnp.log(closest), jnp.zeros_like(closest))
-        chosen = data[jax.random.categorical(centre_key, logits)]
-        closest = jnp.minimum(closest, jnp.sum((data - chosen) ** 2, axis=1))
-        return (centres.at[k].set(chosen), closest), None
+        candidates = jax.random.categorical(centre_key, logits, shape=(n_trials,))
+        after = jnp.minimum(closest, jnp.sum((data[None] - data[candidates][:, None]) ** 2, axis=2))
+        best = jnp.argmin(jnp.sum(after, axis=1))  # n_trials = 1: the one candidate
+        return (centres.at[k].set(data[candidates[best]]), after[best]), None
 
     # Keys are scan inputs (one per new centre) so no key is consumed twice.
     steps = (jnp.arange(1, n_units), jax.random.split(rest_key, n_units - 1))
@@ -70,5 +80,7 @@ def initialize(method: str, key, data, spec: Spec):
     if method == "pca":
         return pca(data, spec.grid.shape if spec.grid is not None else (spec.n_units,))
     if method == "kmeans++":
+        return kmeans_plusplus(key, data, spec.n_units, greedy_trials(spec.n_units))
+    if method == "kmeans++_plain":
         return kmeans_plusplus(key, data, spec.n_units)
     raise ValueError(f"unknown initializer {method!r}; choose from {INITIALIZERS}")

@@ -1,5 +1,6 @@
 """Neighbourhood kernels ``h(d^2, sigma) -> weight``: how much a unit at squared grid distance
-``d^2`` from the winner moves. All are 1 at the winner (d = 0) and elementwise in ``d^2``.
+``d^2`` from the winner moves. All are 1 at the winner (d = 0) and elementwise in ``d^2``;
+Neural Gas's kernel takes the unit's distance rank instead of a grid distance.
 """
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def delta(sq_dist, sigma):
     return (sq_dist == 0).astype(sq_dist.dtype)
 
 
+def neural_gas(rank, lam):
+    """``exp(-rank / lambda)``: Martinetz's Neural Gas weight by distance rank (0 = nearest unit),
+    not by grid distance; lambda plays the radius's part."""
+    return jnp.exp(-rank / lam)
+
+
 SIGMA_FLOOR = 1e-6  # a radius of exactly 0 would give 0/0 at the winner; this keeps h(0) = 1
 
 
@@ -47,9 +54,11 @@ KERNEL_FNS = {
     "mexican_hat": mexican_hat,
     "cut_gaussian": cut_gaussian,
     "delta": delta,
+    "neural_gas": neural_gas,
 }
 
 
 def neighbourhood(kernel: str, sq_dist, sigma):
-    """Weights ``[K]`` of every unit given its squared grid distance to the winner."""
+    """Weights ``[K]`` of every unit given its squared grid distance to the winner (its distance
+    rank for "neural_gas")."""
     return KERNEL_FNS[kernel](sq_dist, jnp.maximum(sigma, SIGMA_FLOOR))

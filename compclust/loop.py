@@ -1,55 +1,31 @@
-"""The one training loop every algorithm shares.
+"""The driver every family shares: ``fit`` (one run), ``sweep`` (many seeds and settings as one
+compiled program) and ``restarts`` (keep the best of many runs).
 
-``step`` moves the units for one input: activation -> winner -> neighbourhood -> update. ``fit``
-scans it over the samples of an epoch and over epochs, inside a single ``jax.jit``; ``sweep``
-vmaps ``fit`` over seeds and, optionally, over hyperparameter values, still one compiled program.
+The driver knows epochs, not families: it takes the epoch from ``compclust.algorithms`` by
+``spec.algorithm`` (online: a scan of ``step`` over the samples; batch: one pass over all the data;
+minibatch: a scan over minibatches), scans it over epochs inside a single ``jax.jit``, measures
+every epoch, and can stop early (a frozen state, so the iteration count stays fixed under vmap).
 """
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import schedules, topology, validation
-from .activations import ACTIVATION_FNS
+from . import validation
+from .algorithms import batch, minibatch, online
+from .algorithms.online import schedule_values, step
 from .initializers import initialize
-from .kernels import neighbourhood
-from .metrics import evaluate_impl
+from .metrics import as_blocks, evaluate_blocks
 from .spec import Hparams, Spec
-from .winners import conscience_winner, desieno_frequencies, desieno_winner, hard_winner, softmax_winner
+from .state import EpochMetrics, FitResult, State, StepMetrics
 
-
-class State(NamedTuple):
-    weights: jax.Array     # [K, D] float: one row per unit (the centroids)
-    conscience: jax.Array  # [K] float: neurolab's factors (1 + wins this epoch) / DeSieno's win frequencies
-    step: jax.Array        # [] int32: samples seen since training began (drives the schedules)
-
-
-class StepMetrics(NamedTuple):
-    winner: jax.Array    # [] int32: the unit that won this input
-    distance: jax.Array  # [] float: Euclidean distance from the input to the winner, before it moved
-
-
-class EpochMetrics(NamedTuple):
-    """Each field is ``[n_epochs]`` (``[..., n_epochs]`` in a sweep); measured on all the data after the epoch."""
-    quantization_error: jax.Array
-    topographic_error: jax.Array
-    inertia: jax.Array
-    dead_units: jax.Array
-    center_shift: jax.Array  # Frobenius norm of the change of the weights over the epoch
-    lr: jax.Array            # learning rate at the epoch's last step
-    sigma: jax.Array         # neighbourhood radius at the epoch's last step
-
-
-class FitResult(NamedTuple):
-    state: State
-    metrics: EpochMetrics
-    trace: Optional[StepMetrics]  # [n_epochs, n_steps] per-step winners and distances, only with trace=True
-
+__all__ = ["State", "StepMetrics", "EpochMetrics", "FitResult", "Restarts", "init", "step", "fit", "sweep",
+           "restarts", "schedule_values"]
 
 # Counts how often the training loop is traced (compiled); tests use it to prove there is no retrace.
 TRACE_COUNT = {"fit": 0}
@@ -59,7 +35,7 @@ def initial_state(spec: Spec, weights) -> State:
     n_units = spec.n_units
     start = 1.0 / n_units if spec.winner == "desieno" else 1.0  # DeSieno starts from equal frequencies
     return State(weights=weights, conscience=jnp.full((n_units,), start, weights.dtype),
-                 step=jnp.zeros((), jnp.int32))
+                 counts=jnp.zeros((n_units,), weights.dtype), step=jnp.zeros((), jnp.int32))
 
 
 def init(key, data, spec: Spec, *, method: str = "random_samples") -> State:
@@ -75,97 +51,95 @@ def _init_weights(method, spec, key, data):
     return initialize(method, key, data, spec).astype(data.dtype)
 
 
-def schedule_values(spec: Spec, hparams: Hparams, t, total_steps):
-    """Learning rate and radius at step t (float) of a run of total_steps."""
-    lr = schedules.value(spec.lr_schedule, hparams.lr, hparams.lr_final, t, total_steps)
-    sigma = schedules.value(spec.sigma_schedule, hparams.sigma, hparams.sigma_final, t, total_steps)
-    return lr, sigma
+def steps_per_epoch(spec: Spec, n_samples: int, order) -> int:
+    """Schedule steps in one epoch: samples (online), minibatches, or 1 (batch)."""
+    if spec.algorithm == "batch":
+        return 1
+    if spec.algorithm == "minibatch":
+        return minibatch.steps_per_epoch(spec, n_samples, order)
+    return online.steps_per_epoch(spec, n_samples, order)
 
 
-def step(spec: Spec, state: State, x, hparams: Hparams, total_steps: int, key=None):
-    """One input ``x [D]``: pick the winner, move it (and its grid neighbours) toward x.
+def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, total_epochs, trace):
+    """One epoch of the spec's family: ``(state, Evaluation, labels [rows], lr, sigma, trace)``.
 
-    Every unit k moves by ``lr(t) * h_k * (x - w_k)`` with h the neighbourhood kernel around the
-    winner (delta for a competitive layer). The conscience rule is neurolab's ``train_cwta``: the
-    winner minimises ``conscience_k * |x - w_k|``, its conscience grows by one, and it moves by
-    ``lr * |x - w_win| * (x - w_win)``. ``key`` is needed only by the softmax winner.
-    """
-    moved, metrics = _step_units_last(spec, state._replace(weights=state.weights.T), x, hparams, total_steps, key)
-    return moved._replace(weights=moved.weights.T), metrics
-
-
-def _step_units_last(spec: Spec, state: State, x, hparams: Hparams, total_steps: int, key=None):
-    """``step`` on ``state.weights`` transposed, ``[D, K]``: the layout the training scan carries."""
-    weights_t = state.weights
-    lr, sigma = schedule_values(spec, hparams, state.step.astype(weights_t.dtype), total_steps)
-    conscience = state.conscience
-    if spec.winner == "conscience":
-        distance = jnp.sqrt(jnp.sum((weights_t - x[:, None]) ** 2, axis=0))
-        winner = conscience_winner(distance, conscience)
-        conscience = conscience.at[winner].add(1.0)
-        gain = lr * distance[winner]
-    else:
-        activation = ACTIVATION_FNS[spec.activation](weights_t, x)
-        if spec.winner == "hard":
-            winner = hard_winner(activation)
-        elif spec.winner == "softmax":
-            winner = softmax_winner(key, activation, hparams.temperature)
-        else:  # desieno
-            winner = desieno_winner(activation, conscience, hparams.bias_scale)
-            conscience = desieno_frequencies(conscience, activation, hparams.frequency_rate)
-        gain = lr
-    winner_distance = jnp.sqrt(jnp.sum((x - weights_t[:, winner]) ** 2))
-    if spec.kernel == "delta":
-        # Only the winner moves: update one column instead of all K.
-        weights_t = weights_t.at[:, winner].add(gain * (x - weights_t[:, winner]))
-    else:
-        h = neighbourhood(spec.kernel, topology.sq_distances_from(spec.grid, winner), sigma)
-        weights_t = weights_t + (gain * h.astype(weights_t.dtype))[None, :] * (x[:, None] - weights_t)
-    state = State(weights=weights_t, conscience=conscience, step=state.step + 1)
-    return state, StepMetrics(winner=winner.astype(jnp.int32), distance=winner_distance)
+    The Evaluation is of the weights after the epoch, except for the batch family, whose pass
+    measures the weights it started from (the driver shifts those by one epoch)."""
+    n_samples, dtype = data.shape[0], data.dtype
+    if spec.algorithm == "batch":
+        state, evaluation, labels, sigma = batch.epoch(spec, state, blocks, valid, n_samples, hparams, total_epochs)
+        return state, evaluation, labels, jnp.ones((), dtype), sigma, None
+    family = online if spec.algorithm == "online" else minibatch
+    total_steps = total_epochs * steps_per_epoch(spec, n_samples, epoch_order)
+    state, step_metrics = family.epoch(spec, state, data, hparams, key, epoch_order, total_steps, trace)
+    evaluation, labels = evaluate_blocks(spec, state.weights, blocks, valid, n_samples)
+    lr, sigma = schedule_values(spec, hparams, (state.step - 1).astype(dtype), total_steps)
+    return state, evaluation, labels, jnp.asarray(lr, dtype), jnp.asarray(sigma, dtype), step_metrics
 
 
-def _fit_impl(key, data, hparams, init_weights, order, resume=None, *, spec: Spec, n_epochs: int,
+def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *, spec: Spec, n_epochs: int,
               init: str | None, trace: bool, total_epochs: int | None = None) -> FitResult:
     """Whole training run for one key: traceable, vmappable, no host syncs. With ``resume`` (a State)
-    it continues that run; the schedules then span ``total_epochs``."""
+    it continues that run; the schedules then span ``total_epochs``. With ``tol`` the state freezes
+    once converged (see ``fit``)."""
     TRACE_COUNT["fit"] += 1
-    n_samples = data.shape[0]
+    n_samples, dtype = data.shape[0], data.dtype
     init_key, run_key = jax.random.split(key)
-    n_steps = n_samples if order is None else order.shape[1]
-    total_steps = (total_epochs or n_epochs) * n_steps
+    total_epochs = total_epochs or n_epochs
     if resume is None:
-        weights = init_weights if init is None else initialize(init, init_key, data, spec).astype(data.dtype)
-        start = initial_state(spec, weights.T)
+        weights = init_weights if init is None else initialize(init, init_key, data, spec).astype(dtype)
+        start = initial_state(spec, weights)
     else:
-        start = resume._replace(weights=resume.weights.T)
+        start = resume
+    blocks, valid = as_blocks(data, spec.chunk_size)
+    evaluated_before = spec.algorithm == "batch"
+    # scikit-learn's tolerance: relative to the mean feature variance.
+    scaled_tol = None if tol is None else tol * jnp.mean(jnp.var(data, axis=0))
 
-    def one_step(state, inputs):  # state.weights is [D, K] inside the scans
-        index, step_key = inputs
-        # Read here, not gathered as data[order] per epoch: as fast (measured), and a sweep with a
-        # permutation per seed would otherwise hold [n_seeds, N, D] copies of the data.
-        state, metrics = _step_units_last(spec, state, data[index], hparams, total_steps, step_key)
-        return state, (metrics if trace else None)
+    def run_epoch(state, epoch_key, epoch_order):
+        new_state, evaluation, labels, lr, sigma, step_metrics = _train_epoch(
+            spec, state, data, blocks, valid, hparams, epoch_key, epoch_order, total_epochs, trace)
+        shift_sq = jnp.sum((new_state.weights - state.weights) ** 2)
+        metrics = EpochMetrics(*evaluation, center_shift=jnp.sqrt(shift_sq), lr=lr, sigma=sigma)
+        return new_state, metrics, labels, shift_sq, step_metrics
 
-    def one_epoch(state, inputs):
+    def one_epoch(carry, inputs):
+        state, labels_before, done, n_iter, last = carry
         epoch_key, epoch_order = inputs
-        perm_key, step_key = jax.random.split(epoch_key)
-        if epoch_order is None:
-            epoch_order = jax.random.permutation(perm_key, n_samples)
-        step_keys = jax.random.split(step_key, n_steps) if spec.winner == "softmax" else None
-        if spec.winner == "conscience":  # neurolab resets every conscience to 1 after each epoch
-            state = state._replace(conscience=jnp.ones_like(state.conscience))
-        weights_before = state.weights
-        state, step_metrics = lax.scan(one_step, state, (epoch_order, step_keys))
-        evaluation = evaluate_impl(spec, state.weights.T, data)
-        lr, sigma = schedule_values(spec, hparams, (state.step - 1).astype(data.dtype), total_steps)
-        metrics = EpochMetrics(*evaluation, center_shift=jnp.linalg.norm(state.weights - weights_before),
-                               lr=jnp.asarray(lr, data.dtype), sigma=jnp.asarray(sigma, data.dtype))
-        return state, (metrics, step_metrics)
+        if tol is None:
+            state, metrics, labels, _, step_metrics = run_epoch(state, epoch_key, epoch_order)
+            return (state, labels_before, done, n_iter + 1, metrics), (metrics, step_metrics)
 
+        def frozen(state):
+            return state, last, labels_before, jnp.zeros((), dtype), None
+
+        def train(state):
+            return run_epoch(state, epoch_key, epoch_order)[:4] + (None,)
+
+        new_state, metrics, labels, shift_sq, _ = lax.cond(done, frozen, train, state)
+        # scikit-learn's rule: labels unchanged since the last epoch, or a small squared centre shift.
+        converged = jnp.all(labels == labels_before) | (shift_sq <= scaled_tol)
+        carry = (new_state, labels, done | converged, n_iter + (~done).astype(jnp.int32), metrics)
+        return carry, (metrics, None)
+
+    n_rows = blocks.shape[0] * blocks.shape[1]
+    no_metrics = EpochMetrics(*(jnp.zeros((), dtype) for _ in range(4)), jnp.zeros((), dtype),
+                              jnp.zeros((), dtype), jnp.zeros((), dtype))
+    no_metrics = no_metrics._replace(dead_units=jnp.zeros((), jnp.int32))
+    carry = (start, jnp.full((n_rows,), -2, jnp.int32), jnp.zeros((), bool), jnp.zeros((), jnp.int32), no_metrics)
     epoch_keys = jax.random.split(run_key, n_epochs)
-    state, (metrics, steps) = lax.scan(one_epoch, start, (epoch_keys, order))
-    return FitResult(state=state._replace(weights=state.weights.T), metrics=metrics, trace=steps)
+    (state, _, _, n_iter, _), (metrics, steps) = lax.scan(one_epoch, carry, (epoch_keys, order))
+    if evaluated_before:  # epoch e's pass measured the weights after epoch e - 1: shift by one
+        final, _ = evaluate_blocks(spec, state.weights, blocks, valid, n_samples)
+        later = jnp.arange(n_epochs) + 1 < n_iter
+
+        def shifted(per_epoch, last):
+            following = jnp.concatenate([per_epoch[1:], last[None]])
+            return jnp.where(later, following, last)
+
+        measured = EpochMetrics(*map(shifted, metrics[:4], final), *metrics[4:])
+        metrics = measured
+    return FitResult(state=state, metrics=metrics, trace=steps, n_iter=n_iter)
 
 
 _STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs")
@@ -183,18 +157,21 @@ def _compiled(impl, static_argnames, backend):
     return jax.jit(impl, static_argnames=static_argnames, compiler_options=options)
 
 
-def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None):
+def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None, trace=False, tol=None):
     dtype = validation.dtype_of(spec)
     data = validation.check_data(data, dtype)
+    validation.check_family(spec, data, order, trace, tol)
     n_epochs = validation.check_epochs(n_epochs)
     hparams = validation.check_hparams(hparams, spec, dtype, sweepable=sweepable)
     init_weights = validation.check_init(init, spec, data, dtype, per_seed=n_seeds)
     order = validation.check_order(order, data.shape[0], n_epochs, per_seed=n_seeds)
-    return data, hparams, n_epochs, (init if init_weights is None else None), init_weights, order
+    tol = validation.check_tol(tol, dtype)
+    return data, hparams, n_epochs, (init if init_weights is None else None), init_weights, order, tol
 
 
 def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
-        trace: bool = False, resume: State | None = None, total_epochs: int | None = None) -> FitResult:
+        trace: bool = False, resume: State | None = None, total_epochs: int | None = None,
+        tol: float | None = None) -> FitResult:
     """Train one network on ``data [N, D]`` for ``n_epochs`` epochs.
 
     init: a name from ``initializers.INITIALIZERS`` or initial weights ``[K, D]``.
@@ -205,33 +182,43 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
       ``fit(k2, ..., n_epochs=100, resume=first.state, total_epochs=1000)`` continues ``first``
       (weights, consciences, step count; ``init`` is then unused) with the schedules spanning
       ``total_epochs``. Chunks given the same ``order`` reproduce one uninterrupted run exactly.
+    tol: stop early, as scikit-learn's KMeans does: after the first epoch whose labels (best units
+      of all the data) equal the previous epoch's, or whose squared centre shift
+      ``sum |W_new - W_old|^2`` is at most ``tol * mean(var(data, axis=0))``. The iteration count
+      stays fixed (later epochs leave the state as it is and repeat the last metrics), so a sweep
+      with a tolerance equals its fits; ``n_iter`` reports the epochs run. None trains every epoch.
+
+    The result's ``metrics`` are per epoch, measured on all the data after it; ``n_iter`` the
+    epochs run. The batch family's schedules run per epoch (epoch e of E at t = e, T = E - 1).
     """
     jitted, args, static = fit_call(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
-                                    resume=resume, total_epochs=total_epochs)
+                                    resume=resume, total_epochs=total_epochs, tol=tol)
     return jitted(*args, **static)
 
 
 def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False,
-             resume=None, total_epochs=None):
+             resume=None, total_epochs=None, tol=None):
     """What ``fit`` runs, validated but not run: ``(jitted, args, static_kwargs)``. Benchmarks time
     ``jitted.lower(*args, **static_kwargs).compile()`` apart from the run."""
     key = validation.check_keys(key, batched=False)
     if resume is not None:
         init = None  # the weights come from the resumed state
-    data, hparams, n_epochs, init, init_weights, order = _prepare(spec, data, hparams, n_epochs, init, order, False)
+    data, hparams, n_epochs, init, init_weights, order, tol = _prepare(
+        spec, data, hparams, n_epochs, init, order, False, trace=trace, tol=tol)
     if resume is not None:
         resume = validation.check_resume(resume, spec, data.shape[1], data.dtype)
-    n_steps = data.shape[0] if order is None else order.shape[1]
+    n_steps = steps_per_epoch(spec, data.shape[0], order)
     total_epochs = validation.check_total_epochs(total_epochs, n_epochs, resume, n_steps)
     jitted = _compiled(_fit_impl, _STATIC, jax.default_backend())
-    return jitted, (key, data, hparams, init_weights, order, resume), dict(
+    return jitted, (key, data, hparams, init_weights, order, resume, tol), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs)
 
 
-def _sweep_impl(keys, data, hparams, init_weights, order, *, spec, n_epochs, init, trace, hparam_axes,
+def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, *, spec, n_epochs, init, trace, hparam_axes,
                 seed_axes):
     def fit_one(key, hp, weights, seed_order):
-        return _fit_impl(key, data, hp, weights, seed_order, spec=spec, n_epochs=n_epochs, init=init, trace=trace)
+        return _fit_impl(key, data, hp, weights, seed_order, tol=tol, spec=spec, n_epochs=n_epochs, init=init,
+                         trace=trace)
 
     weights_axis, order_axis = seed_axes
     run = jax.vmap(fit_one, in_axes=(0, None, weights_axis, order_axis))
@@ -241,7 +228,7 @@ def _sweep_impl(keys, data, hparams, init_weights, order, *, spec, n_epochs, ini
 
 
 def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
-          trace: bool = False) -> FitResult:
+          trace: bool = False, tol: float | None = None) -> FitResult:
     """``fit`` for many seeds (and hyperparameter values) as one compiled program.
 
     keys: ``[S]`` keys, e.g. ``jax.random.split(jax.random.key(0), 64)``.
@@ -251,18 +238,20 @@ def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="rand
     order: as in ``fit`` (shared by all seeds), or one per seed ``[S, n_epochs, n_steps]``.
     Where several devices are visible and S divides evenly, the seed axis is sharded over them
     (on a CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before importing jax).
-    ``sweep(keys)[..., i]`` equals ``fit(keys[i])``.
+    tol: as in ``fit``; each run freezes when it converges, so ``sweep(keys)[..., i]`` still equals
+    ``fit(keys[i])``.
     """
-    jitted, args, static = sweep_call(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace)
+    jitted, args, static = sweep_call(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
+                                      tol=tol)
     return jitted(*args, **static)
 
 
-def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False):
+def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False, tol=None):
     """What ``sweep`` runs, validated and placed but not run: ``(jitted, args, static_kwargs)``."""
     keys = validation.check_keys(keys, batched=True)
     n_seeds = keys.shape[0]
-    data, hparams, n_epochs, init, init_weights, order = _prepare(
-        spec, data, hparams, n_epochs, init, order, True, n_seeds)
+    data, hparams, n_epochs, init, init_weights, order, tol = _prepare(
+        spec, data, hparams, n_epochs, init, order, True, n_seeds, trace=trace, tol=tol)
     hparam_axes = tuple(0 if jnp.ndim(v) == 1 else None for v in hparams)
     weights_axis = 0 if init_weights is not None and init_weights.ndim == 3 else None
     order_axis = 0 if order is not None and order.ndim == 3 else None
@@ -276,6 +265,28 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
             order = jax.device_put(order, by_seed)
     static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes")
     jitted = _compiled(_sweep_impl, static_names, jax.default_backend())
-    return jitted, (keys, data, hparams, init_weights, order), dict(
+    return jitted, (keys, data, hparams, init_weights, order, tol), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
         seed_axes=(weights_axis, order_axis))
+
+
+class Restarts(NamedTuple):
+    best: FitResult         # the run with the lowest final score
+    best_index: int         # its position among the runs
+    runs: FitResult         # every run, leading axis [R]
+    scores: jax.Array       # [R] final score of every run
+
+
+def restarts(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="kmeans++", tol=None,
+             criterion: str = "inertia") -> Restarts:
+    """R initialisations (one per key) trained as one ``sweep``; keeps the run whose final
+    ``criterion`` ("inertia" or "quantization_error") is lowest, as scikit-learn's ``n_init``.
+    hparams must not be swept here."""
+    if criterion not in ("inertia", "quantization_error"):
+        raise ValueError(f"criterion must be 'inertia' or 'quantization_error', got {criterion!r}")
+    validation.check_hparams(hparams, spec, validation.dtype_of(spec), sweepable=False)
+    runs = sweep(keys, data, spec, hparams, n_epochs, init=init, tol=tol)
+    scores = getattr(runs.metrics, criterion)[:, -1]
+    best_index = int(jnp.argmin(scores))
+    best = jax.tree_util.tree_map(lambda leaf: leaf[best_index], runs)
+    return Restarts(best=best, best_index=best_index, runs=runs, scores=scores)

@@ -30,27 +30,100 @@ def bmu_impl(spec: Spec, weights, data):
     return jnp.argmax(batch_activation(spec.activation, weights, data), axis=1).astype(jnp.int32)
 
 
-def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
+class Rows(NamedTuple):
+    """What one pass over a block of rows ``[c, D]`` finds (padding rows are masked by the caller)."""
+    best: jax.Array          # [c] int32: best matching unit by the spec's activation
+    sq_error: jax.Array      # [c] float: squared Euclidean distance to it
+    not_adjacent: jax.Array  # [c] float: 1 where the runner-up is not the best unit's grid neighbour
+    sq_dist: jax.Array       # [c, K] float: squared distances (activation for non-Euclidean ones)
+
+
+def assign_rows(spec: Spec, weights, rows) -> Rows:
+    """Best unit, error and runner-up adjacency of every row: the ``[c, K]`` work of one block."""
     if spec.activation == "neg_sq_euclidean":  # the error is read off the distances already computed
-        sq_dist = sq_distances(data, weights)
+        sq_dist = sq_distances(rows, weights)
         activation = -sq_dist
         best = jnp.argmin(sq_dist, axis=1)
         sq_err = jnp.take_along_axis(sq_dist, best[:, None], axis=1)[:, 0]
     else:
-        activation = batch_activation(spec.activation, weights, data)
+        activation = batch_activation(spec.activation, weights, rows)
         best = jnp.argmax(activation, axis=1)
-        diff = data - weights[best]
+        diff = rows - weights[best]
         sq_err = jnp.sum(diff * diff, axis=1)
-    won = jnp.any(best[:, None] == jnp.arange(spec.n_units), axis=0)  # cheaper than a scatter here
+        sq_dist = -activation
     if spec.grid is None or spec.n_units < 2:
-        topo = jnp.asarray(jnp.nan, weights.dtype)
+        not_adjacent = jnp.full(rows.shape[:1], jnp.nan, weights.dtype)
     else:
         # The runner-up as a masked argmax: lax.top_k here cost 20x more on XLA:CPU.
         masked = activation.at[jnp.arange(activation.shape[0]), best].set(-jnp.inf)
         adjacent = topology.are_neighbours(spec.grid, best, jnp.argmax(masked, axis=1))
-        topo = jnp.mean((~adjacent).astype(weights.dtype))  # not 1 - mean(adjacent): exactly 0 when all are
-    return Evaluation(quantization_error=jnp.mean(jnp.sqrt(sq_err)), topographic_error=topo,
-                      inertia=jnp.sum(sq_err), dead_units=jnp.sum(~won).astype(jnp.int32))
+        not_adjacent = (~adjacent).astype(weights.dtype)
+    return Rows(best.astype(jnp.int32), sq_err, not_adjacent, sq_dist)
+
+
+class Totals(NamedTuple):
+    """Running sums of a pass over the data in blocks; ``finish`` turns them into an Evaluation."""
+    error: jax.Array         # [] float: sum of Euclidean errors
+    sq_error: jax.Array      # [] float: sum of squared errors (inertia)
+    not_adjacent: jax.Array  # [] float: samples whose two best units are not neighbours
+    won: jax.Array           # [K] bool: units that are the best match of some sample
+
+
+def no_totals(n_units: int, dtype) -> Totals:
+    zero = jnp.zeros((), dtype)
+    return Totals(zero, zero, zero, jnp.zeros((n_units,), bool))
+
+
+def add_rows(totals: Totals, rows: Rows, valid=None) -> Totals:
+    """Adds a block's rows; ``valid [c]`` bool masks padding rows out."""
+    sq_err, not_adjacent, best = rows.sq_error, rows.not_adjacent, rows.best
+    if valid is not None:
+        sq_err = jnp.where(valid, sq_err, 0.0)
+        not_adjacent = jnp.where(valid, not_adjacent, 0.0)
+        best = jnp.where(valid, best, -1)
+    won = jnp.any(best[:, None] == jnp.arange(totals.won.shape[0]), axis=0)  # cheaper than a scatter here
+    return Totals(totals.error + jnp.sum(jnp.sqrt(sq_err)), totals.sq_error + jnp.sum(sq_err),
+                  totals.not_adjacent + jnp.sum(not_adjacent), totals.won | won)
+
+
+def finish(totals: Totals, n_samples: int) -> Evaluation:
+    return Evaluation(quantization_error=totals.error / n_samples,
+                      topographic_error=totals.not_adjacent / n_samples,  # exactly 0 when every pair is adjacent
+                      inertia=totals.sq_error, dead_units=jnp.sum(~totals.won).astype(jnp.int32))
+
+
+def as_blocks(data, chunk_size):
+    """``data [N, D]`` as ``[n_blocks, c, D]`` (zero-padded) and a ``[n_blocks, c]`` validity mask;
+    one block when chunk_size is None or covers N."""
+    n_samples = data.shape[0]
+    if chunk_size is None or chunk_size >= n_samples:
+        return data[None], None
+    n_blocks = -(-n_samples // chunk_size)
+    pad = n_blocks * chunk_size - n_samples
+    valid = (jnp.arange(n_blocks * chunk_size) < n_samples).reshape(n_blocks, chunk_size)
+    if pad:
+        data = jnp.concatenate([data, jnp.zeros((pad, data.shape[1]), data.dtype)])
+    return data.reshape(n_blocks, chunk_size, -1), valid
+
+
+def evaluate_blocks(spec: Spec, weights, blocks, valid, n_samples: int):
+    """Evaluation and the best unit of every row ``[n_blocks * c]`` (-1 for padding)."""
+    if valid is None:
+        rows = assign_rows(spec, weights, blocks[0])
+        return finish(add_rows(no_totals(spec.n_units, weights.dtype), rows), n_samples), rows.best
+
+    def block(totals, inputs):
+        rows_data, rows_valid = inputs
+        rows = assign_rows(spec, weights, rows_data)
+        return add_rows(totals, rows, rows_valid), jnp.where(rows_valid, rows.best, -1)
+
+    totals, best = jax.lax.scan(block, no_totals(spec.n_units, weights.dtype), (blocks, valid))
+    return finish(totals, n_samples), best.reshape(-1)
+
+
+def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
+    """Quality of ``weights`` on ``data``, the ``[N, K]`` work in blocks of ``spec.chunk_size`` rows."""
+    return evaluate_blocks(spec, weights, *as_blocks(data, spec.chunk_size), data.shape[0])[0]
 
 
 def _prepare(weights, data):

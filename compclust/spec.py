@@ -13,8 +13,16 @@ import numpy as np
 
 ACTIVATIONS = ("neg_sq_euclidean", "linear", "nearest_centroid", "cosine", "neg_manhattan")
 WINNERS = ("hard", "softmax", "conscience", "desieno")
-KERNELS = ("delta", "gaussian", "bubble", "triangle", "mexican_hat", "cut_gaussian")
+KERNELS = ("delta", "gaussian", "bubble", "triangle", "mexican_hat", "cut_gaussian", "neural_gas")
+GRID_KERNELS = ("gaussian", "bubble", "triangle", "mexican_hat", "cut_gaussian")
 SCHEDULES = ("constant", "linear", "exponential", "inverse_time", "asymptotic")
+# "count": each unit's own rate 1 / (inputs it has won so far): MacQueen's online K-means and
+# Sculley's minibatch K-means. Only for the delta kernel.
+LR_SCHEDULES = SCHEDULES + ("count",)
+# The family decides the epoch (see compclust.algorithms): one input at a time, all the data at
+# once (Kohonen's batch map, Lloyd, batch Neural Gas), or minibatches of ``batch_size``.
+ALGORITHMS = ("online", "batch", "minibatch")
+NEAREST_ACTIVATIONS = ("neg_sq_euclidean", "nearest_centroid")  # both pick the nearest unit
 TOPOLOGIES = ("rectangular", "hexagonal")
 DTYPES = ("float32", "float64")
 
@@ -78,8 +86,14 @@ class Spec:
     activation: how strongly each unit responds to an input; the largest wins.
     winner: "hard" (argmax), "softmax" (sampled from softmax(activation / temperature)),
       "conscience" (neurolab's ``train_cwta`` rule exactly) or "desieno" (frequency-sensitive bias).
-    kernel: neighbourhood weight of each unit around the winner ("delta": only the winner moves).
-    lr_schedule, sigma_schedule: a name from SCHEDULES or an optax schedule ``step -> value``.
+    kernel: neighbourhood weight of each unit around the winner ("delta": only the winner moves;
+      "neural_gas": ``exp(-rank / lambda)`` by each unit's distance rank, lambda = Hparams.sigma).
+    lr_schedule, sigma_schedule: a name from SCHEDULES (lr also "count") or an optax schedule
+      ``step -> value``. Online and minibatch schedules run on the update step, batch ones per epoch.
+    algorithm: "online", "batch" or "minibatch" (see ALGORITHMS).
+    batch_size: samples per minibatch (minibatch only).
+    chunk_size: rows of data per block in the ``[N, K]`` distance work (batch epochs and the
+      per-epoch metrics), so memory is bounded by ``chunk_size x K``; None is all rows at once.
     dtype: "float32" or "float64" (the latter needs ``jax.config.update('jax_enable_x64', True)``).
     """
 
@@ -91,20 +105,45 @@ class Spec:
     lr_schedule: Schedule = "constant"
     sigma_schedule: Schedule = "constant"
     dtype: str = "float32"
+    algorithm: str = "online"
+    batch_size: int | None = None
+    chunk_size: int | None = None
 
     def __post_init__(self):
         _positive_int(self.n_units, "n_units")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; choose from {ALGORITHMS}")
+        if self.chunk_size is not None:
+            object.__setattr__(self, "chunk_size", _positive_int(self.chunk_size, "chunk_size"))
+        if self.algorithm == "minibatch":
+            if self.batch_size is None:
+                raise ValueError("a minibatch algorithm needs batch_size (a positive integer)")
+            object.__setattr__(self, "batch_size", _positive_int(self.batch_size, "batch_size"))
+        elif self.batch_size is not None:
+            raise ValueError(f"batch_size is for algorithm='minibatch', not {self.algorithm!r}")
+        if self.algorithm != "online":
+            if self.winner != "hard":
+                raise ValueError(f"winner {self.winner!r} is an online rule; the {self.algorithm} "
+                                 "algorithms use the hard (nearest-unit) winner")
+            if self.activation not in NEAREST_ACTIVATIONS:
+                raise ValueError(f"the {self.algorithm} algorithms average the inputs each unit wins, which "
+                                 f"is defined for the nearest unit: use activation in {NEAREST_ACTIVATIONS}")
         if self.grid is not None and self.grid.n_units != self.n_units:
             raise ValueError(f"grid {self.grid.shape} has {self.grid.n_units} units but n_units={self.n_units}")
         for value, allowed, what in ((self.activation, ACTIVATIONS, "activation"), (self.winner, WINNERS, "winner"),
                                      (self.kernel, KERNELS, "kernel"), (self.dtype, DTYPES, "dtype")):
             if value not in allowed:
                 raise ValueError(f"unknown {what} {value!r}; choose from {allowed}")
-        for value, what in ((self.lr_schedule, "lr_schedule"), (self.sigma_schedule, "sigma_schedule")):
-            if not callable(value) and value not in SCHEDULES:
-                raise ValueError(f"unknown {what} {value!r}; choose from {SCHEDULES} or pass a callable")
-        if self.kernel != "delta" and self.grid is None:
+        for value, allowed, what in ((self.lr_schedule, LR_SCHEDULES, "lr_schedule"),
+                                     (self.sigma_schedule, SCHEDULES, "sigma_schedule")):
+            if not callable(value) and value not in allowed:
+                raise ValueError(f"unknown {what} {value!r}; choose from {allowed} or pass a callable")
+        if self.lr_schedule == "count" and self.kernel != "delta":
+            raise ValueError("lr_schedule='count' (1 / inputs won) is a K-means rate; it needs kernel='delta'")
+        if self.kernel in GRID_KERNELS and self.grid is None:
             raise ValueError(f"kernel {self.kernel!r} needs a grid; a competitive layer uses kernel='delta'")
+        if self.kernel == "neural_gas" and self.grid is not None:
+            raise ValueError("Neural Gas ranks units by distance, not by grid position: use grid=None")
         if self.winner == "conscience" and self.activation != "neg_sq_euclidean":
             raise ValueError("the conscience (neurolab) winner is defined on Euclidean distance; "
                              "use activation='neg_sq_euclidean'")
@@ -123,19 +162,48 @@ class Hparams(NamedTuple):
 
 
 def competitive_layer(n_units: int, *, activation: str = "neg_sq_euclidean", winner: str = "hard",
-                      lr_schedule: Schedule = "constant", dtype: str = "float32") -> Spec:
+                      lr_schedule: Schedule = "constant", chunk_size: int | None = None,
+                      dtype: str = "float32") -> Spec:
     """Online K-means as a neural network: K units, only the winner moves (delta kernel)."""
     return Spec(n_units=_positive_int(n_units, "n_units"), grid=None, activation=activation, winner=winner,
-                kernel="delta", lr_schedule=lr_schedule, sigma_schedule="constant", dtype=dtype)
+                kernel="delta", lr_schedule=lr_schedule, sigma_schedule="constant", chunk_size=chunk_size,
+                dtype=dtype)
 
 
 def som(shape, *, topology: str = "rectangular", toroidal: bool = False, kernel: str = "gaussian",
         activation: str = "neg_sq_euclidean", winner: str = "hard", lr_schedule: Schedule = "asymptotic",
-        sigma_schedule: Schedule = "asymptotic", dtype: str = "float32") -> Spec:
+        sigma_schedule: Schedule = "asymptotic", algorithm: str = "online", batch_size: int | None = None,
+        chunk_size: int | None = None, dtype: str = "float32") -> Spec:
     """Kohonen self-organizing map on a 1-D, 2-D (rectangular or hexagonal) or 3-D grid.
 
     Defaults follow MiniSom: gaussian kernel and asymptotic decay ``v0 / (1 + 2 t / T)``.
+    ``algorithm="batch"`` is Kohonen's batch map (every unit becomes the neighbourhood-weighted
+    mean of the data, the radius on a per-epoch schedule; lr unused); "minibatch" averages the
+    online updates of ``batch_size`` samples (``batch_size=1`` is the online rule).
     """
     grid = Grid(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), topology, toroidal)
     return Spec(n_units=grid.n_units, grid=grid, activation=activation, winner=winner, kernel=kernel,
-                lr_schedule=lr_schedule, sigma_schedule=sigma_schedule, dtype=dtype)
+                lr_schedule=lr_schedule, sigma_schedule=sigma_schedule, algorithm=algorithm,
+                batch_size=batch_size, chunk_size=chunk_size, dtype=dtype)
+
+
+def kmeans(n_clusters: int, *, algorithm: str = "batch", batch_size: int | None = None,
+           chunk_size: int | None = None, dtype: str = "float32") -> Spec:
+    """K-means: "batch" is Lloyd's algorithm, "minibatch" Sculley's (2010) per-centre rate
+    ``1 / count_k``, "online" MacQueen's (1967) sequential form with the same rate."""
+    lr_schedule = "constant" if algorithm == "batch" else "count"
+    return Spec(n_units=_positive_int(n_clusters, "n_clusters"), grid=None, kernel="delta",
+                lr_schedule=lr_schedule, algorithm=algorithm, batch_size=batch_size, chunk_size=chunk_size,
+                dtype=dtype)
+
+
+def neural_gas(n_units: int, *, algorithm: str = "online", batch_size: int | None = None,
+               lr_schedule: Schedule = "exponential", sigma_schedule: Schedule = "exponential",
+               chunk_size: int | None = None, dtype: str = "float32") -> Spec:
+    """Martinetz's Neural Gas: every unit moves by ``lr(t) exp(-rank_k / lambda(t)) (x - w_k)``, rank
+    of its distance to the input (0 = nearest). lambda is ``Hparams.sigma`` -> ``sigma_final``.
+    Martinetz et al. (1993) used lambda 10 -> 0.01 and lr 0.5 -> 0.005, both exponential;
+    "batch" is Cottrell et al.'s (2006) batch Neural Gas."""
+    return Spec(n_units=_positive_int(n_units, "n_units"), grid=None, kernel="neural_gas",
+                lr_schedule=lr_schedule, sigma_schedule=sigma_schedule, algorithm=algorithm,
+                batch_size=batch_size, chunk_size=chunk_size, dtype=dtype)

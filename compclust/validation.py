@@ -81,7 +81,7 @@ def check_init(init, spec: Spec, data, dtype, per_seed: int | None = None):
     if isinstance(init, str):
         if init not in INITIALIZERS:
             raise ValueError(f"unknown initializer {init!r}; choose from {INITIALIZERS}")
-        if init in ("random_samples", "kmeans++") and spec.n_units > n_samples:
+        if init in ("random_samples", "kmeans++", "kmeans++_plain") and spec.n_units > n_samples:
             raise ValueError(f"init={init!r} picks {spec.n_units} units from the data but there are only "
                              f"{n_samples} samples; use fewer units or init='pca'/'uniform'/an array")
         if init == "pca":
@@ -123,6 +123,34 @@ def check_order(order, n_samples: int, n_epochs: int, per_seed: int | None = Non
     if array.min() < 0 or array.max() >= n_samples:
         raise ValueError(f"order holds indices outside [0, {n_samples}): min {array.min()}, max {array.max()}")
     return np.asarray(array, np.int32)
+
+
+def check_family(spec: Spec, data, order, trace: bool, tol) -> None:
+    """What the spec's family can do with this data and these options."""
+    n_samples = data.shape[0]
+    if spec.algorithm == "batch" and order is not None:
+        raise ValueError("a batch algorithm uses all samples every epoch; order is for online and minibatch")
+    if spec.algorithm == "batch" and spec.kernel == "delta" and spec.n_units > n_samples:
+        raise ValueError(f"batch K-means with {spec.n_units} clusters needs at least as many samples, "
+                         f"got {n_samples}")
+    if spec.algorithm == "minibatch" and spec.batch_size > n_samples:
+        raise ValueError(f"batch_size {spec.batch_size} is larger than the {n_samples} samples")
+    if trace and spec.algorithm != "online":
+        raise ValueError("trace (per-step winners) is for the online algorithms")
+    if trace and tol is not None:
+        raise ValueError("trace and tol cannot be combined: a stopped run has no steps to trace")
+
+
+def check_tol(tol, dtype):
+    """None (train every epoch) or a finite number >= 0."""
+    if tol is None:
+        return None
+    if _is_traced(tol):
+        return tol
+    array = np.asarray(tol)
+    if array.ndim != 0 or array.dtype.kind not in "fiu" or not np.isfinite(array) or array < 0:
+        raise ValueError(f"tol must be None or a finite number >= 0, got {tol!r}")
+    return _as_dtype(array, dtype)
 
 
 def check_hparams(hparams, spec: Spec, dtype, sweepable: bool = False):
@@ -196,7 +224,7 @@ def check_total_epochs(total_epochs, n_epochs: int, resume, n_steps: int):
 
 def check_resume(state, spec: Spec, n_features: int, dtype):
     """A State from an earlier ``fit`` of the same spec on data with the same features."""
-    fields = ("weights", "conscience", "step")
+    fields = ("weights", "conscience", "counts", "step")
     if not all(hasattr(state, f) for f in fields):
         raise ValueError(f"resume must be the State of an earlier fit (fields {fields}), got {type(state).__name__}")
     weights = check_data(state.weights, dtype, what="resumed weights")
@@ -205,4 +233,8 @@ def check_resume(state, spec: Spec, n_features: int, dtype):
     conscience = np.asarray(state.conscience)
     if conscience.shape != (spec.n_units,) or not np.isfinite(conscience).all():
         raise ValueError(f"resumed conscience must be {spec.n_units} finite values, got shape {conscience.shape}")
-    return type(state)(weights=weights, conscience=conscience.astype(dtype), step=np.asarray(state.step, np.int32))
+    counts = np.asarray(state.counts)
+    if counts.shape != (spec.n_units,) or not np.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError(f"resumed counts must be {spec.n_units} finite values >= 0, got shape {counts.shape}")
+    return type(state)(weights=weights, conscience=conscience.astype(dtype), counts=counts.astype(dtype),
+                       step=np.asarray(state.step, np.int32))

@@ -8,7 +8,9 @@ import pytest
 
 import compclust as cc
 from compclust import loop
-from compclust.spec import ACTIVATIONS, KERNELS
+from compclust.spec import ACTIVATIONS, GRID_KERNELS
+
+KERNELS = GRID_KERNELS + ("delta",)  # the kernels on a grid distance (Neural Gas ranks: its own tests)
 
 import reference as ref
 

@@ -7,9 +7,11 @@ from hypothesis import given, settings, strategies as st
 
 import compclust as cc
 from compclust import activations, kernels, schedules, topology, winners
-from compclust.spec import ACTIVATIONS, KERNELS, SCHEDULES
+from compclust.spec import ACTIVATIONS, GRID_KERNELS, SCHEDULES
 
 import reference as ref
+
+KERNELS = GRID_KERNELS + ("delta",)  # the kernels on a grid distance (Neural Gas ranks: its own tests)
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)

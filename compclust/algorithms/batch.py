@@ -1,0 +1,134 @@
+"""The batch family: all the data at once, every epoch. Kohonen's batch map, Lloyd's K-means and
+Cottrell et al.'s batch Neural Gas are one epoch with three neighbourhoods:
+
+1. one pass over the data in blocks of rows (``Spec.chunk_size``): best units by one matrix
+   product per block, and the sufficient statistics ``S_k = sum_{bmu_i = k} x_i``, ``n_k``
+   (Neural Gas: ``sum_i h_ik x_i`` and ``sum_i h_ik`` with rank weights ``h``);
+2. the new weights ``w_k = sum_j H_kj S_j / sum_j H_kj n_j`` with the grid kernel ``H``
+   (delta for K-means, so ``w_k = S_k / n_k``); a unit with no weight keeps its place.
+
+The same pass yields the quality of the weights the epoch started from (QE, TE, inertia), so the
+driver gets the metrics of epoch e from the pass of epoch e + 1 and one pass after the last.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .. import schedules, topology
+from ..kernels import SIGMA_FLOOR, neighbourhood
+from ..metrics import add_rows, assign_rows, finish, no_totals
+from ..spec import Hparams, Spec
+from ..state import State
+from .online import distance_ranks
+
+# Up to this many units, S = onehot(bmu)^T X is a matrix product (about 3x faster than a scatter
+# on XLA:CPU, measured under vmap); beyond it the product's 2NKD flops would rival the distances'.
+ONE_HOT_UNITS = 32
+
+
+def schedule_time(state: State, total_epochs: int):
+    """Batch schedules run per epoch: epoch e of E uses t = e of T = E - 1 (the last epoch gets the
+    final value)."""
+    return state.step, max(total_epochs - 1, 1)
+
+
+def sigma_at(spec: Spec, hparams: Hparams, t, total, dtype):
+    return jnp.asarray(schedules.value(spec.sigma_schedule, hparams.sigma, hparams.sigma_final,
+                                       t.astype(dtype), total), dtype)
+
+
+def smooth(spec: Spec, stats, sigma):
+    """``H @ stats`` for the ``[K, K]`` grid kernel ``H_kj = h(|r_k - r_j|, sigma)``; ``stats [K, M]``.
+
+    A gaussian on a rectangular grid is a product over axes, so H is applied one axis at a time
+    (fastersom's separable form: ``sum_a n_a`` instead of ``K`` multiplies per entry)."""
+    grid, dtype = spec.grid, stats.dtype
+    sigma = jnp.maximum(sigma, SIGMA_FLOOR)
+    if spec.kernel == "gaussian" and grid.topology == "rectangular":
+        out = stats.reshape(grid.shape + stats.shape[1:])
+        for axis, n in enumerate(grid.shape):
+            offsets = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :]).astype(np.float64)
+            if grid.toroidal:
+                offsets = np.minimum(offsets, n - offsets)
+            h_axis = jnp.exp(-jnp.asarray(offsets ** 2, dtype) / (2.0 * sigma * sigma))
+            out = jnp.moveaxis(jnp.tensordot(h_axis, out, axes=([1], [axis])), 0, axis)
+        return out.reshape(stats.shape)
+    coords = jnp.asarray(topology.coordinates(grid), dtype)
+    offsets = topology.axis_offsets(grid, coords[:, None, :], coords[None, :, :])
+    h = neighbourhood(spec.kernel, jnp.sum(offsets * offsets, axis=-1), sigma)
+    return h @ stats
+
+
+def relocate_empty(data, labels, sq_error, sums, counts):
+    """scikit-learn's ``_relocate_empty_clusters_dense``: each empty cluster takes, as its sole
+    member, one of the samples farthest from their centres (in decreasing distance, ties by
+    index), removed from its old cluster. ``labels``/``sq_error`` ``[N]``, ``sums [K, D]``."""
+    n_units = counts.shape[0]
+    empty = counts == 0
+    n_empty = jnp.sum(empty)
+    empty_ids = jnp.nonzero(empty, size=n_units, fill_value=0)[0]  # the j-th empty unit
+    _, far = lax.top_k(sq_error, n_units)                           # farthest first, ties by index
+    use = (jnp.arange(n_units) < n_empty).astype(sums.dtype)        # only the first n_empty pairs
+    moved = data[far] * use[:, None]
+    sums = sums.at[labels[far]].add(-moved).at[empty_ids].add(moved)
+    counts = counts.at[labels[far]].add(-use).at[empty_ids].add(use)
+    return sums, counts
+
+
+def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hparams, total_epochs: int):
+    """One batch epoch over ``blocks [n_blocks, c, D]`` (``valid [n_blocks, c]`` masks padding, or
+    None for one unpadded block). Returns the new state, the Evaluation of the weights the epoch
+    started from, and their best unit for every row ``[n_blocks * c]`` (-1 for padding)."""
+    weights = state.weights
+    n_units, dtype = spec.n_units, weights.dtype
+    t, total = schedule_time(state, total_epochs)
+    sigma = sigma_at(spec, hparams, t, total, dtype)
+    rank_weighted = spec.kernel == "neural_gas"
+
+    def block(carry, inputs):
+        totals, sums, counts = carry
+        rows_data, rows_valid = inputs
+        rows = assign_rows(spec, weights, rows_data)
+        if rank_weighted:  # every unit weighted by its distance rank for every sample
+            h = neighbourhood("neural_gas", distance_ranks(rows.sq_dist), sigma)
+        else:
+            h = jax.nn.one_hot(rows.best, n_units, dtype=dtype)
+        if rows_valid is not None:
+            h = h * rows_valid[:, None].astype(dtype)
+        if rank_weighted or n_units <= ONE_HOT_UNITS:
+            block_sums = h.T @ rows_data
+        else:
+            best = rows.best if rows_valid is None else jnp.where(rows_valid, rows.best, n_units)
+            block_sums = jax.ops.segment_sum(rows_data, best, num_segments=n_units)
+        best = rows.best if rows_valid is None else jnp.where(rows_valid, rows.best, -1)
+        carry = (add_rows(totals, rows, rows_valid), sums + block_sums, counts + jnp.sum(h, axis=0))
+        return carry, (best, rows.sq_error)
+
+    start = (no_totals(n_units, dtype), jnp.zeros_like(weights), jnp.zeros((n_units,), dtype))
+    if valid is None:
+        (totals, sums, counts), (labels, sq_error) = block(start, (blocks[0], None))
+    else:
+        (totals, sums, counts), (labels, sq_error) = lax.scan(block, start, (blocks, valid))
+        labels, sq_error = labels.reshape(-1), sq_error.reshape(-1)
+    evaluation = finish(totals, n_samples)
+
+    if spec.kernel == "delta":  # Lloyd: empty clusters as scikit-learn relocates them
+        def relocate(sums_counts):
+            data = blocks.reshape(-1, blocks.shape[-1])
+            far_error = sq_error if valid is None else jnp.where(labels >= 0, sq_error, -jnp.inf)
+            return relocate_empty(data, labels, far_error, *sums_counts)
+        sums, counts = lax.cond(jnp.any(counts == 0), relocate, lambda sc: sc, (sums, counts))
+        numerator, denominator = sums, counts
+    elif rank_weighted:
+        numerator, denominator = sums, counts
+    else:
+        smoothed = smooth(spec, jnp.concatenate([sums, counts[:, None]], axis=1), sigma)
+        numerator, denominator = smoothed[:, :-1], smoothed[:, -1]
+    reached = denominator > 0  # a unit no sample reaches (or a negative mexican-hat sum) stays put
+    safe = jnp.where(reached, denominator, 1.0)
+    new_weights = jnp.where(reached[:, None], numerator / safe[:, None], weights)
+    new_state = state._replace(weights=new_weights, step=state.step + 1)
+    return new_state, evaluation, labels, sigma
