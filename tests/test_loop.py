@@ -10,9 +10,9 @@ import compclust as cc
 from compclust import loop
 from compclust.spec import ACTIVATIONS, GRID_KERNELS
 
-KERNELS = GRID_KERNELS + ("delta",)  # the kernels on a grid distance (Neural Gas ranks: its own tests)
-
 import reference as ref
+
+KERNELS = GRID_KERNELS + ("delta",)  # the kernels on a grid distance (Neural Gas ranks: its own tests)
 
 FOUR_POINTS = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.float32)
 TWO_UNITS = np.array([[0, 0], [1, 1]], np.float32)
