@@ -26,8 +26,15 @@ class Evaluation(NamedTuple):
 
 
 def bmu_impl(spec: Spec, weights, data):
-    """Best matching unit of each sample by the spec's activation: ``[N]`` int32."""
-    return jnp.argmax(batch_activation(spec.activation, weights, data), axis=1).astype(jnp.int32)
+    """Best matching unit of each sample by the spec's activation: ``[N]`` int32, in blocks of
+    ``spec.chunk_size`` rows."""
+    def best(rows):
+        return jnp.argmax(batch_activation(spec.activation, weights, rows), axis=1).astype(jnp.int32)
+
+    blocks, valid = as_blocks(data, spec.chunk_size)
+    if valid is None:
+        return best(data)
+    return jax.lax.map(best, blocks).reshape(-1)[:data.shape[0]]
 
 
 class Rows(NamedTuple):
