@@ -1,14 +1,31 @@
 """compclust: competitive neural networks (online K-means, conscience layers, Kohonen SOMs) as
 pure JAX functions, compiled once and run over many seeds and hyperparameters at a time."""
-from . import data, io
-from .loop import EpochMetrics, FitResult, State, StepMetrics, fit, init, step, sweep
+from . import data, io, label_metrics
+from .loop import EpochMetrics, FitResult, Restarts, State, StepMetrics, fit, init, restarts, step, sweep
 from .metrics import Evaluation, bmu, distances, evaluate, grid_position, quantize
 from .preprocessing import Scaler, fit_scaler, inverse_transform, transform
-from .spec import Grid, Hparams, Spec, competitive_layer, som
+from .spec import Grid, Hparams, Spec, competitive_layer, kmeans, neural_gas, som
+from .label_metrics import (LabelMetrics, accuracy, ari, contingency, majority_accuracy, majority_labels, nmi,
+                            purity, rand_index)
+from .label_metrics import label_metrics as evaluate_labels  # the module keeps the name label_metrics
 
 __all__ = [
-    "Spec", "Grid", "Hparams", "competitive_layer", "som",
-    "State", "StepMetrics", "EpochMetrics", "FitResult", "init", "step", "fit", "sweep",
+    "Spec", "Grid", "Hparams", "competitive_layer", "som", "kmeans", "neural_gas",
+    "State", "StepMetrics", "EpochMetrics", "FitResult", "Restarts", "init", "step", "fit", "sweep", "restarts",
     "Evaluation", "bmu", "distances", "evaluate", "grid_position", "quantize",
     "Scaler", "fit_scaler", "transform", "inverse_transform",
 ]
+__all__ += ["label_metrics", "LabelMetrics", "evaluate_labels", "contingency", "accuracy", "nmi", "ari", "rand_index",
+            "purity", "majority_accuracy", "majority_labels"]
+
+# DNN K-means imports flax, so its names load on first use: `import compclust` stays flax-free.
+_DNN_KMEANS = {"dnn_kmeans": "dnn_kmeans", "DNNKMeansSpec": "DNNKMeansSpec", "DNNKMeansResult": "DNNKMeansResult",
+               "dnn_kmeans_fit": "fit", "dnn_kmeans_sweep": "sweep"}
+__all__ += list(_DNN_KMEANS)
+
+
+def __getattr__(name):
+    if name in _DNN_KMEANS:
+        from .algorithms import dnn_kmeans as module
+        return getattr(module, _DNN_KMEANS[name])
+    raise AttributeError(f"module 'compclust' has no attribute {name!r}")
