@@ -2,7 +2,7 @@
 pure JAX functions, compiled once and run over many seeds and hyperparameters at a time."""
 from . import data, io, label_metrics
 from .loop import EpochMetrics, FitResult, Restarts, State, StepMetrics, fit, init, restarts, step, sweep
-from .metrics import Evaluation, bmu, distances, evaluate, grid_position, quantize
+from .metrics import Evaluation, bmu, distances, evaluate, grid_position, impute, quantize
 from .preprocessing import Scaler, fit_scaler, inverse_transform, transform
 from .spec import Grid, Hparams, Spec, competitive_layer, kmeans, neural_gas, som
 from .label_metrics import (LabelMetrics, accuracy, ari, contingency, majority_accuracy, majority_labels, nmi,
@@ -12,7 +12,7 @@ from .label_metrics import label_metrics as evaluate_labels  # the module keeps 
 __all__ = [
     "Spec", "Grid", "Hparams", "competitive_layer", "som", "kmeans", "neural_gas",
     "State", "StepMetrics", "EpochMetrics", "FitResult", "Restarts", "init", "step", "fit", "sweep", "restarts",
-    "Evaluation", "bmu", "distances", "evaluate", "grid_position", "quantize",
+    "Evaluation", "bmu", "distances", "evaluate", "grid_position", "quantize", "impute",
     "Scaler", "fit_scaler", "transform", "inverse_transform",
 ]
 __all__ += ["label_metrics", "LabelMetrics", "evaluate_labels", "contingency", "accuracy", "nmi", "ari", "rand_index",

@@ -55,19 +55,33 @@ ACTIVATION_FNS = {
 FEW_FEATURES = 16
 
 
-def sq_distances(data, weights):
-    """``[N, K]`` squared Euclidean distances; matmul form (clipped at 0) for wide data."""
+def sq_distances(data, weights, missing: bool = False):
+    """``[N, K]`` squared Euclidean distances; matmul form (clipped at 0) for wide data.
+
+    missing: NaN entries of ``data`` are left out and each row's distance is rescaled by
+    ``D / present`` (R kohonen's rule), so rows with and without gaps compare on one scale."""
+    if missing:
+        present = ~jnp.isnan(data)
+        data = jnp.where(present, data, 0.0)
+        mask = present.astype(data.dtype)
+        scale = data.shape[1] / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
     if data.shape[1] <= FEW_FEATURES:
+        if missing:
+            sq = sum(mask[:, d, None] * (data[:, d, None] - weights[None, :, d]) ** 2 for d in range(data.shape[1]))
+            return sq * scale[:, None]
         return sum((data[:, d, None] - weights[None, :, d]) ** 2 for d in range(data.shape[1]))
     cross = data @ weights.T
+    if missing:  # sum_d m_d (x_d - w_d)^2 = |x|^2 - 2 x.w + m.(w*w)
+        sq = jnp.sum(data * data, axis=1)[:, None] - 2.0 * cross + mask @ (weights * weights).T
+        return jnp.maximum(sq, 0.0) * scale[:, None]
     sq = jnp.sum(data * data, axis=1)[:, None] + jnp.sum(weights * weights, axis=1)[None, :] - 2.0 * cross
     return jnp.maximum(sq, 0.0)
 
 
-def batch_activation(name: str, weights, data):
-    """Activation of every unit for every input, ``[N, K]``."""
+def batch_activation(name: str, weights, data, missing: bool = False):
+    """Activation of every unit for every input, ``[N, K]`` (``missing``: see ``sq_distances``)."""
     if name == "neg_sq_euclidean":
-        return -sq_distances(data, weights)
+        return -sq_distances(data, weights, missing)
     if name == "linear":
         return data @ weights.T
     if name == "nearest_centroid":

@@ -77,6 +77,13 @@ def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, to
     return state, evaluation, labels, jnp.asarray(lr, dtype), jnp.asarray(sigma, dtype), step_metrics
 
 
+def _filled(spec: Spec, data):
+    """The data initializers see: with missing data, each NaN replaced by its feature's mean."""
+    if not spec.missing:
+        return data
+    return jnp.where(jnp.isnan(data), jnp.nanmean(data, axis=0), data)
+
+
 def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *, spec: Spec, n_epochs: int,
               init: str | None, trace: bool, total_epochs: int | None = None) -> FitResult:
     """Whole training run for one key: traceable, vmappable, no host syncs. With ``resume`` (a State)
@@ -87,14 +94,14 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     init_key, run_key = jax.random.split(key)
     total_epochs = total_epochs or n_epochs
     if resume is None:
-        weights = init_weights if init is None else initialize(init, init_key, data, spec).astype(dtype)
+        weights = init_weights if init is None else initialize(init, init_key, _filled(spec, data), spec).astype(dtype)
         start = initial_state(spec, weights)
     else:
         start = resume
     blocks, valid = as_blocks(data, spec.chunk_size)
     evaluated_before = spec.algorithm == "batch"
     # scikit-learn's tolerance: relative to the mean feature variance.
-    scaled_tol = None if tol is None else tol * jnp.mean(jnp.var(data, axis=0))
+    scaled_tol = None if tol is None else tol * jnp.mean(jnp.nanvar(data, axis=0) if spec.missing else jnp.var(data, axis=0))
 
     def run_epoch(state, epoch_key, epoch_order):
         new_state, evaluation, labels, lr, sigma, step_metrics = _train_epoch(
@@ -160,7 +167,8 @@ def _compiled(impl, static_argnames, backend, algorithm="online"):
 
 def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None, trace=False, tol=None):
     dtype = validation.dtype_of(spec)
-    data = validation.check_data(data, dtype)
+    data = validation.check_data(data, dtype, missing=spec.missing)
+    data = validation.check_missing(spec, data)
     validation.check_family(spec, data, order, trace, tol)
     n_epochs = validation.check_epochs(n_epochs)
     hparams = validation.check_hparams(hparams, spec, dtype, sweepable=sweepable)

@@ -5,6 +5,7 @@ the public functions validate their input first and then run a jitted version.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -15,7 +16,7 @@ import numpy as np
 from . import topology
 from .activations import batch_activation, sq_distances
 from .spec import Spec
-from .validation import check_data, check_features
+from .validation import check_data, check_features, check_missing
 
 
 class Evaluation(NamedTuple):
@@ -29,7 +30,7 @@ def bmu_impl(spec: Spec, weights, data):
     """Best matching unit of each sample by the spec's activation: ``[N]`` int32, in blocks of
     ``spec.chunk_size`` rows."""
     def best(rows):
-        return jnp.argmax(batch_activation(spec.activation, weights, rows), axis=1).astype(jnp.int32)
+        return jnp.argmax(batch_activation(spec.activation, weights, rows, spec.missing), axis=1).astype(jnp.int32)
 
     blocks, valid = as_blocks(data, spec.chunk_size)
     if valid is None:
@@ -48,7 +49,7 @@ class Rows(NamedTuple):
 def assign_rows(spec: Spec, weights, rows) -> Rows:
     """Best unit, error and runner-up adjacency of every row: the ``[c, K]`` work of one block."""
     if spec.activation == "neg_sq_euclidean":  # the error is read off the distances already computed
-        sq_dist = sq_distances(rows, weights)
+        sq_dist = sq_distances(rows, weights, spec.missing)
         activation = -sq_dist
         best = jnp.argmin(sq_dist, axis=1)
         sq_err = jnp.take_along_axis(sq_dist, best[:, None], axis=1)[:, 0]
@@ -133,11 +134,15 @@ def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
     return evaluate_blocks(spec, weights, *as_blocks(data, spec.chunk_size), data.shape[0])[0]
 
 
-def _prepare(weights, data):
+def _prepare(weights, data, spec: Spec | None = None, missing: bool = False):
     weights = check_data(weights, what="weights")
+    missing = missing or (spec is not None and spec.missing)
     data = check_data(np.atleast_2d(data) if not isinstance(data, jax.Array) or data.ndim == 1 else data,
-                      weights.dtype)
+                      weights.dtype, missing=missing)
     check_features(data, weights.shape[1])
+    if spec is not None:
+        _check_units(spec, weights)
+        check_missing(spec, data, training=False)
     return weights, data
 
 
@@ -158,8 +163,7 @@ def _check_units(spec: Spec, weights):
 
 def bmu(spec: Spec, weights, data) -> jax.Array:
     """Best matching unit (flat index) of each row of ``data``: ``[N]`` int32."""
-    weights, data = _prepare(weights, data)
-    _check_units(spec, weights)
+    weights, data = _prepare(weights, data, spec)
     return _bmu(spec, weights, data)
 
 
@@ -173,21 +177,29 @@ def grid_position(spec: Spec, units) -> np.ndarray:
     return np.stack(np.unravel_index(units, spec.grid.shape), axis=-1)
 
 
-def distances(weights, data) -> jax.Array:
-    """Euclidean distance from every sample to every unit: ``[N, K]``."""
-    weights, data = _prepare(weights, data)
-    return jnp.sqrt(jax.jit(sq_distances)(data, weights))
+def distances(weights, data, *, missing: bool = False) -> jax.Array:
+    """Euclidean distance from every sample to every unit: ``[N, K]`` (``missing``: NaN entries
+    are left out and the distance rescaled by ``D / present``, as in training)."""
+    weights, data = _prepare(weights, data, missing=missing)
+    return jnp.sqrt(jax.jit(sq_distances, static_argnums=2)(data, weights, missing))
 
 
 def quantize(spec: Spec, weights, data) -> jax.Array:
     """Each sample replaced by the weights of its best matching unit: ``[N, D]``."""
-    weights, data = _prepare(weights, data)
-    _check_units(spec, weights)
+    weights, data = _prepare(weights, data, spec)
     return weights[_bmu(spec, weights, data)]
+
+
+def impute(spec: Spec, weights, data) -> jax.Array:
+    """``data`` with every NaN entry filled from its sample's best matching unit (found on the
+    present features, as in training); the present entries are returned unchanged."""
+    weights, data = _prepare(weights, data, spec, missing=True)
+    spec = spec if spec.missing else dataclasses.replace(spec, missing=True)
+    filled = weights[_bmu(spec, weights, data)]
+    return jnp.where(jnp.isnan(data), filled, data)
 
 
 def evaluate(spec: Spec, weights, data) -> Evaluation:
     """Quantization error, topographic error, inertia and dead units of ``weights`` on ``data``."""
-    weights, data = _prepare(weights, data)
-    _check_units(spec, weights)
+    weights, data = _prepare(weights, data, spec)
     return _evaluate(spec, weights, data)

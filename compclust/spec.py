@@ -94,6 +94,11 @@ class Spec:
     batch_size: samples per minibatch (minibatch only).
     chunk_size: rows of data per block in the ``[N, K]`` distance work (batch epochs and the
       per-epoch metrics), so memory is bounded by ``chunk_size x K``; None is all rows at once.
+    missing: accept NaN entries (R kohonen's rule): distances over each sample's present features,
+      rescaled by ``D / present``; units move only along present features. Squared Euclidean
+      activation only. Without it NaN is an error.
+    max_missing: with ``missing``, the largest fraction of a sample's features that may be NaN.
+    too_missing: what to do with samples over ``max_missing``: "error" (names the rows) or "skip".
     dtype: "float32" or "float64" (the latter needs ``jax.config.update('jax_enable_x64', True)``).
     """
 
@@ -108,6 +113,9 @@ class Spec:
     algorithm: str = "online"
     batch_size: int | None = None
     chunk_size: int | None = None
+    missing: bool = False
+    max_missing: float = 0.5
+    too_missing: str = "error"
 
     def __post_init__(self):
         _positive_int(self.n_units, "n_units")
@@ -144,6 +152,18 @@ class Spec:
             raise ValueError(f"kernel {self.kernel!r} needs a grid; a competitive layer uses kernel='delta'")
         if self.kernel == "neural_gas" and self.grid is not None:
             raise ValueError("Neural Gas ranks units by distance, not by grid position: use grid=None")
+        if not isinstance(self.missing, (bool, np.bool_)):
+            raise ValueError(f"missing must be True or False, got {self.missing!r}")
+        if isinstance(self.max_missing, (bool, np.bool_)) or not isinstance(self.max_missing, (int, float)) \
+                or not 0.0 <= self.max_missing < 1.0:
+            raise ValueError(f"max_missing must be a fraction in [0, 1), got {self.max_missing!r}")
+        if self.too_missing not in ("error", "skip"):
+            raise ValueError(f"too_missing must be 'error' or 'skip', got {self.too_missing!r}")
+        if self.missing and self.activation != "neg_sq_euclidean":
+            raise ValueError("missing data (NaN) is handled for the squared Euclidean activation only")
+        if self.missing and self.lr_schedule == "count":
+            raise ValueError("missing data with lr_schedule='count' is not supported: a per-unit count "
+                             "rate has no per-feature form here; use a scheduled lr or the batch algorithm")
         if self.winner == "conscience" and self.activation != "neg_sq_euclidean":
             raise ValueError("the conscience (neurolab) winner is defined on Euclidean distance; "
                              "use activation='neg_sq_euclidean'")
@@ -162,18 +182,19 @@ class Hparams(NamedTuple):
 
 
 def competitive_layer(n_units: int, *, activation: str = "neg_sq_euclidean", winner: str = "hard",
-                      lr_schedule: Schedule = "constant", chunk_size: int | None = None,
-                      dtype: str = "float32") -> Spec:
+                      lr_schedule: Schedule = "constant", chunk_size: int | None = None, missing: bool = False,
+                      max_missing: float = 0.5, too_missing: str = "error", dtype: str = "float32") -> Spec:
     """Online K-means as a neural network: K units, only the winner moves (delta kernel)."""
     return Spec(n_units=_positive_int(n_units, "n_units"), grid=None, activation=activation, winner=winner,
                 kernel="delta", lr_schedule=lr_schedule, sigma_schedule="constant", chunk_size=chunk_size,
-                dtype=dtype)
+                missing=missing, max_missing=max_missing, too_missing=too_missing, dtype=dtype)
 
 
 def som(shape, *, topology: str = "rectangular", toroidal: bool = False, kernel: str = "gaussian",
         activation: str = "neg_sq_euclidean", winner: str = "hard", lr_schedule: Schedule = "asymptotic",
         sigma_schedule: Schedule = "asymptotic", algorithm: str = "online", batch_size: int | None = None,
-        chunk_size: int | None = None, dtype: str = "float32") -> Spec:
+        chunk_size: int | None = None, missing: bool = False, max_missing: float = 0.5,
+        too_missing: str = "error", dtype: str = "float32") -> Spec:
     """Kohonen self-organizing map on a 1-D, 2-D (rectangular or hexagonal) or 3-D grid.
 
     Defaults follow MiniSom: gaussian kernel and asymptotic decay ``v0 / (1 + 2 t / T)``.
@@ -184,7 +205,8 @@ def som(shape, *, topology: str = "rectangular", toroidal: bool = False, kernel:
     grid = Grid(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), topology, toroidal)
     return Spec(n_units=grid.n_units, grid=grid, activation=activation, winner=winner, kernel=kernel,
                 lr_schedule=lr_schedule, sigma_schedule=sigma_schedule, algorithm=algorithm,
-                batch_size=batch_size, chunk_size=chunk_size, dtype=dtype)
+                batch_size=batch_size, chunk_size=chunk_size, missing=missing, max_missing=max_missing,
+                too_missing=too_missing, dtype=dtype)
 
 
 def kmeans(n_clusters: int, *, algorithm: str = "batch", batch_size: int | None = None,

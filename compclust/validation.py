@@ -34,9 +34,10 @@ def _all_finite(array) -> bool:
     return bool(np.isfinite(array).all())
 
 
-def check_data(data, dtype=jnp.float32, what: str = "data"):
+def check_data(data, dtype=jnp.float32, what: str = "data", missing: bool = False):
     """A finite, real ``[N, D]`` array with N, D >= 1, converted to ``dtype`` (left as given when
-    ``dtype`` is None). Host data stays NumPy, device data stays on its device."""
+    ``dtype`` is None). Host data stays NumPy, device data stays on its device. With ``missing``,
+    NaN entries are allowed (infinities are not)."""
     if isinstance(data, jax.Array):  # validated where it lives, without a copy to the host
         array = data
     else:
@@ -54,11 +55,34 @@ def check_data(data, dtype=jnp.float32, what: str = "data"):
     if array.shape[1] == 0:
         raise ValueError(f"{what} has zero features")
     if not _is_traced(array) and not _all_finite(array):
-        finite = np.isfinite(np.asarray(array))
-        bad = np.argwhere(~finite)[0]
-        raise ValueError(f"{what} contains {np.sum(~finite)} non-finite value(s) (NaN or inf), "
-                         f"first {array[tuple(bad)]} at row {bad[0]}, column {bad[1]}")
+        values = np.asarray(array)
+        bad_values = np.isinf(values) if missing else ~np.isfinite(values)
+        if bad_values.any():
+            bad = np.argwhere(bad_values)[0]
+            kind = "infinite" if missing else "non-finite"
+            hint = "" if missing else " (for missing values use a spec with missing=True)"
+            raise ValueError(f"{what} contains {np.sum(bad_values)} {kind} value(s) (NaN or inf), "
+                             f"first {values[tuple(bad)]} at row {bad[0]}, column {bad[1]}{hint}")
     return array if dtype is None else _as_dtype(array, dtype)
+
+
+def check_missing(spec: Spec, data, training: bool = True):
+    """Rows with more than ``spec.max_missing`` of their features NaN: an error naming them, or (for
+    training data with ``too_missing="skip"``) the data without them."""
+    if not spec.missing:
+        return data
+    fraction = np.mean(np.isnan(np.asarray(data)), axis=1)
+    over = np.flatnonzero(fraction > spec.max_missing)
+    if over.size == 0:
+        return data
+    if training and spec.too_missing == "skip":
+        if over.size == data.shape[0]:
+            raise ValueError(f"every sample has more than max_missing={spec.max_missing} of its features missing")
+        keep = np.setdiff1d(np.arange(data.shape[0]), over)
+        return data[keep] if isinstance(data, np.ndarray) else data[jnp.asarray(keep)]
+    shown = ", ".join(map(str, over[:10])) + (" ..." if over.size > 10 else "")
+    raise ValueError(f"{over.size} sample(s) have more than max_missing={spec.max_missing} of their features "
+                     f"missing (rows {shown}); raise max_missing, remove them, or use too_missing='skip'")
 
 
 def check_features(data, n_features: int, what: str = "data"):

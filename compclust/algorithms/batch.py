@@ -62,73 +62,92 @@ def smooth(spec: Spec, stats, sigma):
     return h @ stats
 
 
-def relocate_empty(data, labels, sq_error, sums, counts):
+def relocate_empty(data, labels, sq_error, sums, members, present):
     """scikit-learn's ``_relocate_empty_clusters_dense``: each empty cluster takes, as its sole
     member, one of the samples farthest from their centres (in decreasing distance, ties by
-    index), removed from its old cluster. ``labels``/``sq_error`` ``[N]``, ``sums [K, D]``."""
-    n_units = counts.shape[0]
-    empty = counts == 0
+    index), removed from its old cluster. ``labels``/``sq_error`` ``[N]``, ``sums [K, D]``,
+    ``members [K]``, ``present [K, D]`` (per-feature member counts, or None without missing data)."""
+    n_units = members.shape[0]
+    empty = members == 0
     n_empty = jnp.sum(empty)
     empty_ids = jnp.nonzero(empty, size=n_units, fill_value=0)[0]  # the j-th empty unit
     _, far = lax.top_k(sq_error, n_units)                           # farthest first, ties by index
     use = (jnp.arange(n_units) < n_empty).astype(sums.dtype)        # only the first n_empty pairs
-    moved = data[far] * use[:, None]
+    rows = data[far]
+    if present is not None:
+        row_present = (~jnp.isnan(rows)).astype(sums.dtype) * use[:, None]
+        rows = jnp.where(jnp.isnan(rows), 0.0, rows)
+        present = present.at[labels[far]].add(-row_present).at[empty_ids].add(row_present)
+    moved = rows * use[:, None]
     sums = sums.at[labels[far]].add(-moved).at[empty_ids].add(moved)
-    counts = counts.at[labels[far]].add(-use).at[empty_ids].add(use)
-    return sums, counts
+    members = members.at[labels[far]].add(-use).at[empty_ids].add(use)
+    return sums, members, present
 
 
 def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hparams, total_epochs: int):
     """One batch epoch over ``blocks [n_blocks, c, D]`` (``valid [n_blocks, c]`` masks padding, or
     None for one unpadded block). Returns the new state, the Evaluation of the weights the epoch
-    started from, and their best unit for every row ``[n_blocks * c]`` (-1 for padding)."""
+    started from, their best unit for every row ``[n_blocks * c]`` (-1 for padding), and the radius.
+
+    With missing data (``spec.missing``) the sums skip NaN entries and the denominators count, per
+    unit and feature, the members that have the feature, so ``w_kd`` is the weighted mean of the
+    present values."""
     weights = state.weights
     n_units, dtype = spec.n_units, weights.dtype
     t, total = schedule_time(state, total_epochs)
     sigma = sigma_at(spec, hparams, t, total, dtype)
     rank_weighted = spec.kernel == "neural_gas"
 
+    def sum_rows(h, rows_data, best):  # sum_i h_ik v_i for rows v: a product or a scatter
+        if rank_weighted or n_units <= ONE_HOT_UNITS:
+            return h.T @ rows_data
+        return jax.ops.segment_sum(rows_data, best, num_segments=n_units)
+
     def block(carry, inputs):
-        totals, sums, counts = carry
+        totals, sums, members, present = carry
         rows_data, rows_valid = inputs
         rows = assign_rows(spec, weights, rows_data)
         if rank_weighted:  # every unit weighted by its distance rank for every sample
             h = neighbourhood("neural_gas", distance_ranks(rows.sq_dist), sigma)
         else:
             h = jax.nn.one_hot(rows.best, n_units, dtype=dtype)
+        best = rows.best
         if rows_valid is not None:
             h = h * rows_valid[:, None].astype(dtype)
-        if rank_weighted or n_units <= ONE_HOT_UNITS:
-            block_sums = h.T @ rows_data
-        else:
-            best = rows.best if rows_valid is None else jnp.where(rows_valid, rows.best, n_units)
-            block_sums = jax.ops.segment_sum(rows_data, best, num_segments=n_units)
-        best = rows.best if rows_valid is None else jnp.where(rows_valid, rows.best, -1)
-        carry = (add_rows(totals, rows, rows_valid), sums + block_sums, counts + jnp.sum(h, axis=0))
-        return carry, (best, rows.sq_error)
+            best = jnp.where(rows_valid, rows.best, n_units)  # padding goes to a dropped segment
+        values = rows_data
+        if spec.missing:
+            is_present = ~jnp.isnan(rows_data)
+            values = jnp.where(is_present, rows_data, 0.0)
+            present = present + sum_rows(h, is_present.astype(dtype), best)
+        carry = (add_rows(totals, rows, rows_valid), sums + sum_rows(h, values, best),
+                 members + jnp.sum(h, axis=0), present)
+        return carry, (jnp.where(best < n_units, best, -1), rows.sq_error)
 
-    start = (no_totals(n_units, dtype), jnp.zeros_like(weights), jnp.zeros((n_units,), dtype))
+    present = jnp.zeros_like(weights) if spec.missing else None
+    start = (no_totals(n_units, dtype), jnp.zeros_like(weights), jnp.zeros((n_units,), dtype), present)
     if valid is None:
-        (totals, sums, counts), (labels, sq_error) = block(start, (blocks[0], None))
+        (totals, sums, members, present), (labels, sq_error) = block(start, (blocks[0], None))
     else:
-        (totals, sums, counts), (labels, sq_error) = lax.scan(block, start, (blocks, valid))
+        (totals, sums, members, present), (labels, sq_error) = lax.scan(block, start, (blocks, valid))
         labels, sq_error = labels.reshape(-1), sq_error.reshape(-1)
     evaluation = finish(totals, n_samples)
 
     if spec.kernel == "delta":  # Lloyd: empty clusters as scikit-learn relocates them
-        def relocate(sums_counts):
+        def relocate(stats):
             data = blocks.reshape(-1, blocks.shape[-1])
             far_error = sq_error if valid is None else jnp.where(labels >= 0, sq_error, -jnp.inf)
-            return relocate_empty(data, labels, far_error, *sums_counts)
-        sums, counts = lax.cond(jnp.any(counts == 0), relocate, lambda sc: sc, (sums, counts))
-        numerator, denominator = sums, counts
-    elif rank_weighted:
-        numerator, denominator = sums, counts
+            return relocate_empty(data, labels, far_error, *stats)
+        sums, members, present = lax.cond(jnp.any(members == 0), relocate, lambda stats: stats,
+                                          (sums, members, present))
+    denominator = present if spec.missing else members[:, None]  # [K, D] or [K, 1]
+    if spec.kernel in ("delta", "neural_gas"):
+        numerator = sums
     else:
-        smoothed = smooth(spec, jnp.concatenate([sums, counts[:, None]], axis=1), sigma)
-        numerator, denominator = smoothed[:, :-1], smoothed[:, -1]
+        smoothed = smooth(spec, jnp.concatenate([sums, denominator], axis=1), sigma)
+        numerator, denominator = smoothed[:, :weights.shape[1]], smoothed[:, weights.shape[1]:]
     reached = denominator > 0  # a unit no sample reaches (or a negative mexican-hat sum) stays put
     safe = jnp.where(reached, denominator, 1.0)
-    new_weights = jnp.where(reached[:, None], numerator / safe[:, None], weights)
+    new_weights = jnp.where(reached, numerator / safe, weights)
     new_state = state._replace(weights=new_weights, step=state.step + 1)
     return new_state, evaluation, labels, sigma
