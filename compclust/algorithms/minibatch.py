@@ -55,18 +55,21 @@ def epoch(spec: Spec, state: State, data, hparams: Hparams, key, epoch_order, to
         x = data[index]
         weights = state.weights
         lr, sigma = schedule_values(spec, hparams, state.step.astype(dtype), total_steps)
-        sq_dist = sq_distances(x, weights)
+        sq_dist = sq_distances(x, weights, spec.missing)
         best = jnp.argmin(sq_dist, axis=1)
         h = unit_weights(spec, sq_dist, best, sigma) * batch_valid[:, None].astype(dtype)
-        pulled = h.T @ x          # [K, D]: sum_i h_ik x_i
-        weight = jnp.sum(h, 0)    # [K]: sum_i h_ik
+        if spec.missing:  # NaN entries pull nothing and weigh nothing, feature by feature
+            present = ~jnp.isnan(x)
+            pulled, weight = h.T @ jnp.where(present, x, 0.0), h.T @ present.astype(dtype)  # [K, D] each
+        else:
+            pulled, weight = h.T @ x, jnp.sum(h, 0)[:, None]  # sum_i h_ik x_i [K, D], sum_i h_ik [K, 1]
         counts = state.counts
         if spec.lr_schedule == "count":
-            counts = counts + weight
+            counts = counts + weight[:, 0]
             rate = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)[:, None]
         else:
             rate = lr / jnp.sum(batch_valid.astype(dtype))
-        weights = weights + rate * (pulled - weight[:, None] * weights)
+        weights = weights + rate * (pulled - weight * weights)
         return state._replace(weights=weights, counts=counts, step=state.step + 1), None
 
     inputs = (order.reshape(n_batches, batch_size), valid.reshape(n_batches, batch_size))
