@@ -64,7 +64,7 @@ def assign_rows(spec: Spec, weights, rows) -> Rows:
     else:
         # The runner-up as a masked argmax: lax.top_k here cost 20x more on XLA:CPU.
         masked = activation.at[jnp.arange(activation.shape[0]), best].set(-jnp.inf)
-        adjacent = topology.are_neighbours(spec.grid, best, jnp.argmax(masked, axis=1))
+        adjacent = topology.are_neighbours(spec.grid, best, jnp.argmax(masked, axis=1), weights.dtype)
         not_adjacent = (~adjacent).astype(weights.dtype)
     return Rows(best.astype(jnp.int32), sq_err, not_adjacent, sq_dist)
 

@@ -51,20 +51,21 @@ def axis_offsets(grid: Grid, a, b, xp=jnp):
     return delta
 
 
-def sq_distances_from(grid: Grid, unit) -> jnp.ndarray:
-    """Squared grid distance from unit ``unit`` (a traced int) to every unit: ``[K]``."""
-    coords = jnp.asarray(coordinates(grid), jnp.float32)
+def sq_distances_from(grid: Grid, unit, dtype=jnp.float32) -> jnp.ndarray:
+    """Squared grid distance from unit ``unit`` (a traced int) to every unit: ``[K]`` in ``dtype``
+    (the weights' dtype, so a float64 map has float64 hexagonal coordinates)."""
+    coords = jnp.asarray(coordinates(grid), dtype)
     delta = axis_offsets(grid, coords, coords[unit])
     return jnp.sum(delta * delta, axis=-1)
 
 
-def are_neighbours(grid: Grid, a, b) -> jnp.ndarray:
+def are_neighbours(grid: Grid, a, b, dtype=jnp.float32) -> jnp.ndarray:
     """Whether units ``a`` and ``b`` (int arrays of one shape) are adjacent on the grid.
 
     Rectangular grids (1-D, 2-D, 3-D): every unit within one step along each axis (diagonals
     included; MiniSom's 1.42 threshold in 2-D). Hexagonal: the six units at distance one.
     """
-    coords = jnp.asarray(coordinates(grid), jnp.float32)
+    coords = jnp.asarray(coordinates(grid), dtype)
     delta = axis_offsets(grid, coords[a], coords[b])
     if grid.topology == "hexagonal":
         return jnp.abs(jnp.sqrt(jnp.sum(delta * delta, axis=-1)) - 1.0) < 1e-4

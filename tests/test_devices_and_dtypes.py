@@ -49,3 +49,48 @@ def test_sweep_sharded_over_eight_host_devices_matches_one_device():
     assert "NamedSharding" in many["sharding"]
     np = __import__("numpy")
     np.testing.assert_allclose(many["weights"], one["weights"], atol=1e-6)
+
+
+def test_float64_online_som_matches_minisom_to_rounding_on_every_grid():
+    """In float64 the grid coordinates are float64 too, so hexagonal maps agree with MiniSom to 1e-12."""
+    result = run_python("""
+        import json, jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        import minisom, compclust as cc
+        rng = np.random.default_rng(0)
+        X = rng.random((80, 4))
+        diffs = {}
+        for topology, shape in (("rectangular", (5, 4)), ("hexagonal", (5, 4)), ("hexagonal", (6, 3))):
+            W0 = rng.random((shape[0] * shape[1], 4))
+            som = minisom.MiniSom(*shape, 4, sigma=1.5, learning_rate=0.5, topology=topology)
+            som._weights = W0.reshape(*shape, 4).copy()
+            order = np.tile(np.arange(80), 2)
+            for t, i in enumerate(order):
+                som.update(X[i], som.winner(X[i]), t, order.size)
+            r = cc.fit(jax.random.key(0), X, cc.som(shape, topology=topology, dtype="float64"),
+                       cc.Hparams(lr=0.5, sigma=1.5), 2, init=W0, order=np.arange(80))
+            diffs[f"{topology}{shape}"] = float(np.abs(np.asarray(r.state.weights)
+                                                   - som.get_weights().reshape(-1, 4)).max())
+        print(json.dumps(diffs))
+    """, {})
+    assert all(diff < 1e-12 for diff in result.values()), result
+
+
+def test_float64_batch_families_run_end_to_end():
+    result = run_python("""
+        import json, jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        import compclust as cc
+        X = np.random.default_rng(0).random((60, 3))
+        specs = [cc.som((3, 3), topology="hexagonal", algorithm="batch", dtype="float64"),
+                 cc.kmeans(4, dtype="float64"), cc.kmeans(4, algorithm="minibatch", batch_size=8, dtype="float64"),
+                 cc.neural_gas(4, algorithm="batch", dtype="float64"),
+                 cc.som((3, 3), algorithm="minibatch", batch_size=8, dtype="float64")]
+        out = []
+        for spec in specs:
+            r = cc.fit(jax.random.key(0), X, spec, cc.Hparams(sigma=1.0, sigma_final=0.5), 3)
+            out.append([str(r.state.weights.dtype), str(r.metrics.quantization_error.dtype),
+                        bool(np.isfinite(np.asarray(r.state.weights)).all())])
+        print(json.dumps(out))
+    """, {})
+    assert all(row == ["float64", "float64", True] for row in result), result

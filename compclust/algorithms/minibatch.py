@@ -32,7 +32,7 @@ def unit_weights(spec: Spec, sq_dist, best, sigma):
         return jax.nn.one_hot(best, spec.n_units, dtype=sq_dist.dtype)
     if spec.kernel == "neural_gas":
         return neighbourhood("neural_gas", distance_ranks(sq_dist), sigma)
-    grid_sq = jax.vmap(lambda unit: topology.sq_distances_from(spec.grid, unit))(best)
+    grid_sq = jax.vmap(lambda unit: topology.sq_distances_from(spec.grid, unit, sq_dist.dtype))(best)
     return neighbourhood(spec.kernel, grid_sq, sigma).astype(sq_dist.dtype)
 
 
