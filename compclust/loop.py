@@ -77,6 +77,17 @@ def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, to
     return state, evaluation, labels, jnp.asarray(lr, dtype), jnp.asarray(sigma, dtype), step_metrics
 
 
+def _data_blocks(spec: Spec, data, mesh):
+    """The data as row blocks (``as_blocks``); with a mesh, every block's rows split over its "data"
+    axis. XLA's SPMD partitioner then runs each device's matrix products on its own rows and sums
+    the sufficient statistics (``sum h x``, ``sum h``, errors) over the devices with an all-reduce."""
+    if mesh is None:
+        return as_blocks(data, spec.chunk_size)
+    blocks, valid = as_blocks(data, spec.chunk_size, mesh.shape["data"])
+    by_rows = NamedSharding(mesh, PartitionSpec(None, "data"))
+    return lax.with_sharding_constraint(blocks, by_rows), lax.with_sharding_constraint(valid, by_rows)
+
+
 def _filled(spec: Spec, data):
     """The data initializers see: with missing data, each NaN replaced by its feature's mean."""
     if not spec.missing:
@@ -85,10 +96,10 @@ def _filled(spec: Spec, data):
 
 
 def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *, spec: Spec, n_epochs: int,
-              init: str | None, trace: bool, total_epochs: int | None = None) -> FitResult:
+              init: str | None, trace: bool, total_epochs: int | None = None, mesh: Mesh | None = None) -> FitResult:
     """Whole training run for one key: traceable, vmappable, no host syncs. With ``resume`` (a State)
     it continues that run; the schedules then span ``total_epochs``. With ``tol`` the state freezes
-    once converged (see ``fit``)."""
+    once converged (see ``fit``). With a ``mesh``, the rows are split over its "data" axis."""
     TRACE_COUNT["fit"] += 1
     n_samples, dtype = data.shape[0], data.dtype
     init_key, run_key = jax.random.split(key)
@@ -98,7 +109,7 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
         start = initial_state(spec, weights)
     else:
         start = resume
-    blocks, valid = as_blocks(data, spec.chunk_size)
+    blocks, valid = _data_blocks(spec, data, mesh)
     evaluated_before = spec.algorithm == "batch"
     # scikit-learn's tolerance: relative to the mean feature variance.
     scaled_tol = None if tol is None else tol * jnp.mean(jnp.nanvar(data, axis=0) if spec.missing else jnp.var(data, axis=0))
@@ -149,7 +160,7 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     return FitResult(state=state, metrics=metrics, trace=steps, n_iter=n_iter)
 
 
-_STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs")
+_STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs", "mesh")
 
 
 @functools.cache
@@ -180,7 +191,7 @@ def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None
 
 def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
         trace: bool = False, resume: State | None = None, total_epochs: int | None = None,
-        tol: float | None = None) -> FitResult:
+        tol: float | None = None, mesh: Mesh | None = None) -> FitResult:
     """Train one network on ``data [N, D]`` for ``n_epochs`` epochs.
 
     init: a name from ``initializers.INITIALIZERS`` or initial weights ``[K, D]``.
@@ -197,16 +208,21 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
       stays fixed (later epochs leave the state as it is and repeat the last metrics), so a sweep
       with a tolerance equals its fits; ``n_iter`` reports the epochs run. None trains every epoch.
 
+    mesh: a ``jax.sharding.Mesh`` with a "data" axis, for the batch and minibatch families: the rows
+      are split over its devices (each computes its rows' statistics, a collective sum combines
+      them, all inside the one compiled program); the result equals one device's to float
+      rounding. Works the same over several hosts (``jax.distributed``; pass a global array).
+
     The result's ``metrics`` are per epoch, measured on all the data after it; ``n_iter`` the
     epochs run. The batch family's schedules run per epoch (epoch e of E at t = e, T = E - 1).
     """
     jitted, args, static = fit_call(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
-                                    resume=resume, total_epochs=total_epochs, tol=tol)
+                                    resume=resume, total_epochs=total_epochs, tol=tol, mesh=mesh)
     return jitted(*args, **static)
 
 
 def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False,
-             resume=None, total_epochs=None, tol=None):
+             resume=None, total_epochs=None, tol=None, mesh=None):
     """What ``fit`` runs, validated but not run: ``(jitted, args, static_kwargs)``. Benchmarks time
     ``jitted.lower(*args, **static_kwargs).compile()`` apart from the run."""
     key = validation.check_keys(key, batched=False)
@@ -218,9 +234,10 @@ def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order
         resume = validation.check_resume(resume, spec, data.shape[1], data.dtype)
     n_steps = steps_per_epoch(spec, data.shape[0], order)
     total_epochs = validation.check_total_epochs(total_epochs, n_epochs, resume, n_steps)
+    validation.check_mesh(mesh, spec, "data")
     jitted = _compiled(_fit_impl, _STATIC, jax.default_backend(), spec.algorithm)
     return jitted, (key, data, hparams, init_weights, order, resume, tol), dict(
-        spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs)
+        spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs, mesh=mesh)
 
 
 def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, *, spec, n_epochs, init, trace, hparam_axes,

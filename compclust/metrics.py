@@ -100,18 +100,27 @@ def finish(totals: Totals, n_samples: int) -> Evaluation:
                       inertia=totals.sq_error, dead_units=jnp.sum(~totals.won).astype(jnp.int32))
 
 
-def as_blocks(data, chunk_size):
+def as_blocks(data, chunk_size, n_shards: int = 1):
     """``data [N, D]`` as ``[n_blocks, c, D]`` (zero-padded) and a ``[n_blocks, c]`` validity mask;
-    one block when chunk_size is None or covers N."""
+    one block when chunk_size is None or covers N.
+
+    With ``n_shards > 1`` (the data axis split over devices) ``c`` is a multiple of n_shards and
+    block b holds rows ``b, b + n_blocks, ...``: then the row axis of every block lies along the
+    devices' contiguous row ranges, so each device works on its own rows in every block."""
     n_samples = data.shape[0]
-    if chunk_size is None or chunk_size >= n_samples:
+    if n_shards == 1 and (chunk_size is None or chunk_size >= n_samples):
         return data[None], None
-    n_blocks = -(-n_samples // chunk_size)
-    pad = n_blocks * chunk_size - n_samples
-    valid = (jnp.arange(n_blocks * chunk_size) < n_samples).reshape(n_blocks, chunk_size)
+    chunk = n_samples if chunk_size is None else min(chunk_size, n_samples)
+    chunk = -(-chunk // n_shards) * n_shards
+    n_blocks = -(-n_samples // chunk)
+    pad = n_blocks * chunk - n_samples
+    valid = jnp.arange(n_blocks * chunk) < n_samples
     if pad:
         data = jnp.concatenate([data, jnp.zeros((pad, data.shape[1]), data.dtype)])
-    return data.reshape(n_blocks, chunk_size, -1), valid
+    if n_shards == 1:
+        return data.reshape(n_blocks, chunk, -1), valid.reshape(n_blocks, chunk)
+    return (data.reshape(chunk, n_blocks, -1).transpose(1, 0, 2),
+            valid.reshape(chunk, n_blocks).T)
 
 
 def evaluate_blocks(spec: Spec, weights, blocks, valid, n_samples: int):

@@ -165,6 +165,21 @@ def check_family(spec: Spec, data, order, trace: bool, tol) -> None:
         raise ValueError("trace and tol cannot be combined: a stopped run has no steps to trace")
 
 
+def check_mesh(mesh, spec: Spec, *axes: str):
+    """None, or a ``jax.sharding.Mesh`` with the named axes; the data axis only for batch families."""
+    if mesh is None:
+        return None
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise ValueError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+    missing_axes = [axis for axis in axes if axis not in mesh.axis_names]
+    if missing_axes:
+        raise ValueError(f"mesh needs an axis named {missing_axes[0]!r}, it has {mesh.axis_names}")
+    if "data" in axes and spec.algorithm == "online":
+        raise ValueError("the data axis can be split over devices for the batch and minibatch algorithms; "
+                         "an online run is one sequential chain of updates")
+    return mesh
+
+
 def check_tol(tol, dtype):
     """None (train every epoch) or a finite number >= 0."""
     if tol is None:
