@@ -145,7 +145,10 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
                               jnp.zeros((), dtype), jnp.zeros((), dtype))
     no_metrics = no_metrics._replace(dead_units=jnp.zeros((), jnp.int32))
     carry = (start, jnp.full((n_rows,), -2, jnp.int32), jnp.zeros((), bool), jnp.zeros((), jnp.int32), no_metrics)
-    epoch_keys = jax.random.split(run_key, n_epochs)
+    # Epoch e of the whole run draws from fold_in(run_key, e): a run trained in chunks (resume, or
+    # progress) with the same key sees the same permutations and samples as one uninterrupted run.
+    first_epoch = start.step // steps_per_epoch(spec, n_samples, order)
+    epoch_keys = jax.vmap(lambda e: jax.random.fold_in(run_key, e))(first_epoch + jnp.arange(n_epochs))
     (state, _, _, n_iter, _), (metrics, steps) = lax.scan(one_epoch, carry, (epoch_keys, order))
     if evaluated_before:  # epoch e's pass measured the weights after epoch e - 1: shift by one
         final, _ = evaluate_blocks(spec, state.weights, blocks, valid, n_samples)
@@ -191,7 +194,7 @@ def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None
 
 def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
         trace: bool = False, resume: State | None = None, total_epochs: int | None = None,
-        tol: float | None = None, mesh: Mesh | None = None) -> FitResult:
+        tol: float | None = None, mesh: Mesh | None = None, progress: bool = False) -> FitResult:
     """Train one network on ``data [N, D]`` for ``n_epochs`` epochs.
 
     init: a name from ``initializers.INITIALIZERS`` or initial weights ``[K, D]``.
@@ -201,7 +204,8 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
     resume, total_epochs: train in chunks (to report progress between them, or to stop and go on):
       ``fit(k2, ..., n_epochs=100, resume=first.state, total_epochs=1000)`` continues ``first``
       (weights, consciences, step count; ``init`` is then unused) with the schedules spanning
-      ``total_epochs``. Chunks given the same ``order`` reproduce one uninterrupted run exactly.
+      ``total_epochs``. Epoch e draws its randomness from ``fold_in(key, e)``, so chunks trained
+      with the same key (or the same ``order``) reproduce one uninterrupted run exactly.
     tol: stop early, as scikit-learn's KMeans does: after the first epoch whose labels (best units
       of all the data) equal the previous epoch's, or whose squared centre shift
       ``sum |W_new - W_old|^2`` is at most ``tol * mean(var(data, axis=0))``. The iteration count
@@ -213,12 +217,78 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
       them, all inside the one compiled program); the result equals one device's to float
       rounding. Works the same over several hosts (``jax.distributed``; pass a global array).
 
+    progress: show a progress bar over epochs (tqdm). The run then goes as equal compiled chunks
+      of epochs (compiled once; the result equals one call bit for bit; the host waits only
+      between chunks). With ``tol`` the run stays one call, and the bar moves when it ends.
+
     The result's ``metrics`` are per epoch, measured on all the data after it; ``n_iter`` the
     epochs run. The batch family's schedules run per epoch (epoch e of E at t = e, T = E - 1).
     """
+    if progress and tol is None:
+        return _fit_with_progress(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
+                                  resume=resume, total_epochs=total_epochs, mesh=mesh)
+    bar = _progress_bar(n_epochs) if progress else None
     jitted, args, static = fit_call(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
                                     resume=resume, total_epochs=total_epochs, tol=tol, mesh=mesh)
-    return jitted(*args, **static)
+    result = jitted(*args, **static)
+    if bar is not None:
+        jax.block_until_ready(result)
+        bar.update(validation.check_epochs(n_epochs))
+        bar.close()
+    return result
+
+
+def _progress_bar(n_epochs):
+    from tqdm.auto import tqdm  # imported only when asked for
+    return tqdm(total=n_epochs, unit="epoch", desc="compclust")
+
+
+def chunk_length(n_epochs: int) -> int:
+    """Epochs per progress chunk: the divisor of n_epochs nearest n_epochs / 20 from below, so all
+    chunks have one shape (one compilation) and the bar moves about 20 times."""
+    target = max(1, n_epochs // 20)
+    return max(d for d in range(1, target + 1) if n_epochs % d == 0)
+
+
+def _fit_with_progress(key, data, spec, hparams, n_epochs, *, init, order, trace, resume, total_epochs, mesh):
+    """``fit`` as equal chunks of epochs that resume one another, with a bar moving between them.
+    The first chunk starts from the state one call would start from, so every chunk runs the same
+    compiled program and the result equals one call's."""
+    n_epochs = validation.check_epochs(n_epochs)
+    key = validation.check_keys(key, batched=False)
+    dtype = validation.dtype_of(spec)
+    data = validation.check_missing(spec, validation.check_data(data, dtype, missing=spec.missing))
+    if resume is None:
+        # The state one call would start from; the flag to check_total_epochs below is then set by hand.
+        validation.check_init(init, spec, data, dtype)
+        if isinstance(init, str):
+            weights = _start_weights(init, spec, jax.random.split(key)[0], data)
+        else:
+            weights = validation.check_init(init, spec, data, dtype)
+        resume, total_epochs = initial_state(spec, jnp.asarray(weights, dtype)), total_epochs or n_epochs
+    order = validation.check_order(order, data.shape[0], n_epochs)
+    chunk = chunk_length(n_epochs)
+    bar = _progress_bar(n_epochs)
+    results = []
+    try:
+        for first in range(0, n_epochs, chunk):
+            chunk_order = None if order is None else order[first:first + chunk]
+            result = fit(key, data, spec, hparams, chunk, order=chunk_order, trace=trace, resume=resume,
+                         total_epochs=total_epochs, mesh=mesh)
+            jax.block_until_ready(result)
+            results.append(result)
+            resume = result.state
+            bar.update(chunk)
+    finally:
+        bar.close()
+    joined = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *[(r.metrics, r.trace) for r in results])
+    return FitResult(state=results[-1].state, metrics=joined[0], trace=joined[1],
+                     n_iter=jnp.asarray(n_epochs, jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _start_weights(method, spec, init_key, data):
+    return initialize(method, init_key, _filled(spec, data), spec).astype(data.dtype)
 
 
 def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False,
