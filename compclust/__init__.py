@@ -4,6 +4,7 @@ from . import data, io, label_metrics
 from .loop import EpochMetrics, FitResult, Restarts, State, StepMetrics, fit, init, restarts, step, sweep
 from .metrics import Evaluation, bmu, distances, evaluate, grid_position, impute, quantize
 from .preprocessing import Scaler, fit_scaler, inverse_transform, transform
+from .persist import Model, load, save
 from .spec import Grid, Hparams, Spec, competitive_layer, kmeans, neural_gas, som
 from .streaming import StreamResult, evaluate_stream, fit_stream
 from .label_metrics import (LabelMetrics, accuracy, ari, contingency, majority_accuracy, majority_labels, nmi,
@@ -26,7 +27,15 @@ _DNN_KMEANS = {"dnn_kmeans": "dnn_kmeans", "DNNKMeansSpec": "DNNKMeansSpec", "DN
 __all__ += list(_DNN_KMEANS)
 
 
+# scikit-learn estimators (compclust.estimators) load on first use: importing sklearn costs ~1 s.
+__all__ += ["Model", "save", "load", "estimators"]
+
+
 def __getattr__(name):
+    if name == "estimators":
+        import importlib
+
+        return importlib.import_module(".estimators", __name__)
     if name in _DNN_KMEANS:
         from .algorithms import dnn_kmeans as module
         return getattr(module, _DNN_KMEANS[name])
