@@ -1,6 +1,6 @@
 """Benchmarks against the anchors, in one process, from the same initial weights and sample order.
 
-    python -m experiments.bench --json results/bench.json [--quick] [--mnist-dir DIR]
+    python -m experiments.bench --json results/bench.json [--quick] [--mnist-dir DIR] [--family online|batch|all]
 
 For each workload the anchor (MiniSom, neurolab) runs its own training code and compclust runs
 the same rule; both start from the anchor's initial weights and visit the samples in the same
@@ -199,6 +199,8 @@ def main(argv=None):
     parser.add_argument("--mnist-dir", default=os.environ.get("COMPCLUST_MNIST_DIR"),
                         help="folder with the MNIST IDX files (default: $COMPCLUST_MNIST_DIR)")
     parser.add_argument("--only", nargs="*", help="run only these workloads")
+    parser.add_argument("--family", choices=("online", "batch", "all"), default="all",
+                        help="the online workloads here, the batch family (experiments/bench_batch.py), or both")
     args = parser.parse_args(argv)
     quick = args.quick
     repeats, anchor_repeats = (3, 3) if quick else (7, 3)
@@ -213,6 +215,8 @@ def main(argv=None):
         "cwta-blobs": lambda: cwta_workload("cwta-blobs", 20 if quick else 100, repeats, anchor_repeats),
         "som-online-mnist": lambda: mnist_workload(args.mnist_dir, quick, repeats, anchor_repeats),
     }
+    if args.family == "batch":
+        plan = {}
     results = []
     for name, run in plan.items():
         if args.only and name not in args.only:
@@ -221,6 +225,10 @@ def main(argv=None):
         if entry is not None:
             results.append(entry)
             cc.io.atomic_write_json(args.json, results)  # each finished workload is kept
+    if args.family in ("batch", "all"):
+        from experiments import bench_batch
+
+        bench_batch.run(args.mnist_dir, quick, args.only, results=results, json_path=args.json)
     failed = [r["workload"] for r in results if not r["parity_ok"]]
     if failed:
         print(f"PARITY FAILED (max_abs_diff > {PARITY_TOL}): {failed}", file=sys.stderr)
