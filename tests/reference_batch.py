@@ -102,6 +102,27 @@ def batch_som_fit(X, W0, n_epochs, *, shape, topology="rectangular", toroidal=Fa
     return W, np.array(qe), np.array(dens)
 
 
+def batch_som_until(X, W0, n_epochs, tol, *, shape, topology="rectangular", toroidal=False, kernel="gaussian",
+                    sigma=1.0, sigma_final=0.1, sigma_schedule="constant"):
+    """The batch map with the tolerance rule: stop after epoch e when the BMUs of all data equal those of
+    epoch e-1, or when sum ||W_new - W_old||^2 <= tol * mean(var(X, axis=0)). Returns (weights, n_iter)."""
+    coords, periods = grid_geometry(shape, topology, toroidal)
+    X = np.asarray(X, np.float64)
+    W = np.array(W0, np.float64)
+    threshold = tol * np.var(X, axis=0).mean()
+    old = None
+    for e in range(n_epochs):
+        labels = nearest(X, W)
+        s = epoch_value(sigma_schedule, sigma, sigma_final, e, n_epochs)
+        new, _ = batch_som_epoch(X, W, neighbourhood_matrix(coords, periods, kernel, s))
+        shift = ((new - W) ** 2).sum()
+        W = new
+        if (old is not None and np.array_equal(labels, old)) or shift <= threshold:
+            return W, e + 1
+        old = labels
+    return W, n_epochs
+
+
 # ----------------------------------------------------------------------------- Lloyd's K-means
 
 def lloyd_epoch(X, C):
