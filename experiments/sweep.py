@@ -501,12 +501,14 @@ def _check_memory(compiled, labels_compiled, chunk, n_devices, max_memory, log, 
     log(f"memory estimate per device (XLA, one chunk = {report['runs_per_chunk']} runs over {n_devices} "
         f"device(s)): arguments {human(args)}, outputs {human(outs)}, temporaries {human(temp)}"
         f"{f', aliased {human(alias)}' if alias else ''}; total {human(total)}")
-    label_total = 0
-    if labels_compiled is not None:
+    need = total
+    if labels_compiled is not None:  # runs after training, while its arguments and outputs are still held
         ls = labels_compiled.memory_analysis()
-        label_total = ls.argument_size_in_bytes + ls.output_size_in_bytes + ls.temp_size_in_bytes
-        out["labels_memory"] = label_total
-        log(f"  then the best units of every run for the label metrics: {human(label_total)}")
+        extra = ls.output_size_in_bytes + ls.temp_size_in_bytes
+        out["labels_memory"] = extra
+        need = max(total, args + outs + extra)
+        log(f"  then the best units of every run for the label metrics: outputs {human(ls.output_size_in_bytes)}, "
+            f"temporaries {human(ls.temp_size_in_bytes)}")
     if max_memory is None:
         limit, source, per_device = memory_limit()
     else:
@@ -514,7 +516,6 @@ def _check_memory(compiled, labels_compiled, chunk, n_devices, max_memory, log, 
     if limit is None:
         log(f"  memory limit: {source}")
         return out
-    need = max(total, outs + label_total)
     devices_sharing = 1 if per_device else jax.local_device_count()
     need_all = need * devices_sharing
     where = "per device" if per_device else f"for {devices_sharing} host device(s) together"
