@@ -98,6 +98,20 @@ def test_empty_clusters_take_the_farthest_samples_by_hand():
     np.testing.assert_allclose(km.cluster_centers_, r.state.weights)
 
 
+def test_chunked_lloyd_relocates_empty_clusters_like_unchunked():
+    # Row blocks with padding (4 rows in blocks of 3; 100 rows in blocks of 7): a padding row must never
+    # be taken as the farthest sample.
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]], np.float32)
+    C0 = np.array([[0.0, 0.0], [50.0, 50.0], [-60.0, 40.0]], np.float32)
+    r = cc.fit(jax.random.key(0), X, cc.kmeans(3, chunk_size=3), HP, 1, init=C0)
+    np.testing.assert_array_equal(r.state.weights, [[0.5, 0.0], [3.0, 0.0], [2.0, 0.0]])
+    X, C0 = data_set("empty_cluster")
+    km = sklearn_lloyd(X, C0)
+    r = cc.fit(jax.random.key(0), X, cc.kmeans(4, chunk_size=7), HP, 100, init=C0, tol=0.0)
+    assert int(r.n_iter) == km.n_iter_
+    np.testing.assert_allclose(r.state.weights, km.cluster_centers_, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- k-means++
 
 SEED_POINTS = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.5]], np.float32)
