@@ -96,6 +96,13 @@ def test_empty_clusters_take_the_farthest_samples_by_hand():
     np.testing.assert_allclose(rb.lloyd_epoch(X, C0)[0], r.state.weights)
     km = sklearn_lloyd(X, C0, max_iter=1)
     np.testing.assert_allclose(km.cluster_centers_, r.state.weights)
+    # Equally far samples: the lowest index goes first. (-1,0) and (1,0) are both at squared distance 1
+    # from their centre (0,0), so the empty cluster takes (-1,0).
+    X = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 0.5]], np.float32)
+    C0 = np.array([[0.0, 0.0], [30.0, 30.0]], np.float32)
+    r = cc.fit(jax.random.key(0), X, cc.kmeans(2), HP, 1, init=C0)
+    np.testing.assert_array_equal(r.state.weights, [[0.5, 0.25], [-1.0, 0.0]])
+    np.testing.assert_allclose(rb.lloyd_epoch(X, C0)[0], r.state.weights)
 
 
 def test_chunked_lloyd_relocates_empty_clusters_like_unchunked():
