@@ -26,7 +26,8 @@ Before the first chunk it prints XLA's memory estimate of the compiled program p
 (default: the memory available now, from /proc/meminfo; on a GPU the device's limit), suggesting
 a smaller ``--chunk``. It ends with ``summary.csv`` / ``summary.md``: for each setting the mean and
 95% confidence interval (Student's t) over seeds of every metric, and the best setting by
-``--select`` (default: accuracy when labels are known, else quantization error).
+``--select`` (default with labels: clustering accuracy when there is one unit per class, else NMI;
+without labels: quantization error).
 """
 from __future__ import annotations
 
@@ -237,6 +238,25 @@ def make_spec(algorithm, *, units, map_shape, batch_size, chunk_size, topology):
     return cc.neural_gas(units, algorithm=family, batch_size=batch, chunk_size=chunk_size)
 
 
+def unused_fields(spec, names) -> list:
+    """Grid axes that the spec never reads (sweeping them repeats the same runs)."""
+    decays = ("linear", "exponential", "inverse_time")
+    used = set()
+    if spec.algorithm != "batch" and spec.lr_schedule != "count":
+        used.add("lr")
+        if callable(spec.lr_schedule) or spec.lr_schedule in decays:
+            used.add("lr_final")
+    if spec.kernel != "delta":
+        used.add("sigma")
+        if callable(spec.sigma_schedule) or spec.sigma_schedule in decays:
+            used.add("sigma_final")
+    if spec.winner == "softmax":
+        used.add("temperature")
+    if spec.winner == "desieno":
+        used.update(("bias_scale", "frequency_rate"))
+    return [n for n in names if n not in used]
+
+
 def seed_keys(base_seed: int, indices):
     root = jax.random.key(base_seed)
     return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.asarray(indices, jnp.int32))
@@ -352,8 +372,10 @@ def run(out_dir, *, algorithm="som", data="digits", grid=None, n_seeds=8, n_epoc
                      chunk_size=chunk_size, topology=topology)
     if init is None:
         init = "kmeans++" if algorithm.endswith("kmeans") else "random_samples"
-    if select is None:
-        select = "accuracy" if y is not None else "quantization_error"
+    if select is None:  # one-to-one accuracy when there is a unit per class, else NMI (any number of clusters)
+        select = ("accuracy" if spec.n_units == n_classes else "nmi") if y is not None else "quantization_error"
+    for name in unused_fields(spec, names):
+        log(f"note: {name} has no effect on {algorithm} (its values give identical runs)")
     if select not in LOWER_IS_BETTER + HIGHER_IS_BETTER or (select in HIGHER_IS_BETTER and y is None):
         allowed = LOWER_IS_BETTER + (HIGHER_IS_BETTER if y is not None else ())
         raise ValueError(f"--select {select!r}: choose from {allowed}")
