@@ -19,6 +19,7 @@ chunks in a fresh random order each epoch and permutes the rows inside each chun
 from __future__ import annotations
 
 import functools
+import itertools
 import mmap
 import os
 from pathlib import Path
@@ -182,7 +183,21 @@ class _Source:
         _release_pages(self.array, start, stop)
         return rows
 
+    def peek_width(self):
+        """The width of the first non-empty array of the first epoch (which is kept for ``pieces``)."""
+        pieces = self.pieces()
+        seen = []
+        for piece in pieces:
+            seen.append(piece)
+            if np.ndim(piece) != 2 or np.shape(piece)[0] > 0:
+                break
+        self._peeked = itertools.chain(seen, pieces)
+        return np.shape(seen[-1])[1] if seen and np.ndim(seen[-1]) == 2 else None
+
     def pieces(self):
+        peeked, self._peeked = getattr(self, "_peeked", None), None
+        if peeked is not None:
+            return peeked
         pieces = self.factory()
         try:
             return iter(pieces)
@@ -424,8 +439,9 @@ def fit_stream(key, source, spec: Spec, hparams: Hparams, *, n_epochs: int = 1, 
         if init.shape[0] != spec.n_units or (width is not None and init.shape[1] != width):
             raise ValueError(f"initial weights must have shape ({spec.n_units}, n_features={width}), "
                              f"got {tuple(init.shape)}")
-    if chunk_rows is None:
-        chunk_rows = _default_chunk_rows(spec, width or getattr(init, "shape", (0, 64))[-1] or 64, dtype)
+    if chunk_rows is None:  # about DEFAULT_CHUNK_BYTES of rows: the width from the data, or its first array
+        n_features = width if width is not None else stream.peek_width()
+        chunk_rows = _default_chunk_rows(spec, n_features or 1, dtype)
     chunk_rows = _check_chunk_rows(chunk_rows, spec)
 
     steps_per_epoch = None if n_samples is None else -(-n_samples // spec.batch_size)
