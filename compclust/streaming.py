@@ -396,7 +396,7 @@ def fit_stream(key, source, spec: Spec, hparams: Hparams, *, n_epochs: int = 1, 
     resume, total_epochs: continue an earlier ``fit_stream`` (or ``fit``) state; the schedules then
       span ``total_epochs`` epochs (default ``n_epochs``), as in ``fit``.
     callback: called after each chunk is dispatched with ``{"epoch", "chunk", "rows", "step"}``
-      (rows of this epoch done so far): for progress bars.
+      (rows of this epoch and minibatch steps of the run so far): for progress bars.
 
     Validation errors (ValueError) name the problem: a width or dtype that changes between arrays,
     an empty stream, NaN or inf (with the row), more or fewer rows than ``n_samples``.
@@ -468,7 +468,7 @@ def fit_stream(key, source, spec: Spec, hparams: Hparams, *, n_epochs: int = 1, 
     elif not isinstance(init, str):
         state = initial_state(spec, jnp.asarray(init))
 
-    n_chunks, in_flight = 0, None
+    n_chunks, in_flight, step = 0, None, start_step
     for epoch in range(n_epochs):
         epoch_key = jax.random.fold_in(run_key, epoch)
         rng = None
@@ -497,9 +497,10 @@ def fit_stream(key, source, spec: Spec, hparams: Hparams, *, n_epochs: int = 1, 
             in_flight = state = new_state
             n_chunks += 1
             rows_done += len(rows)
+            step += -(-len(rows) // spec.batch_size)
             del rows  # the device has its copy; the host holds the next chunk only
             if callback is not None:
-                callback({"epoch": epoch, "chunk": index, "rows": rows_done, "step": start_step + n_chunks})
+                callback({"epoch": epoch, "chunk": index, "rows": rows_done, "step": step})
         if n_samples is None:
             n_samples_seen = rows_done
         elif rows_done != n_samples:

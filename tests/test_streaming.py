@@ -88,8 +88,10 @@ def test_shuffle_is_deterministic_and_visits_every_row(tmp_path):
     x = data(4)
     path = tmp_path / "x.npy"
     np.save(path, x)
-    runs = [cc.fit_stream(jax.random.key(5), path, spec, hparams, n_epochs=2, chunk_rows=128, shuffle=True)
-            for _ in range(2)]
+    seen = []
+    runs = [cc.fit_stream(jax.random.key(5), path, spec, hparams, n_epochs=2, chunk_rows=128, shuffle=True,
+                          callback=seen.append) for _ in range(2)]
+    assert seen[3] == {"epoch": 0, "chunk": 3, "rows": N, "step": 13} and seen[7]["step"] == 26  # 4 + 4 + 4 + 1
     plain = cc.fit_stream(jax.random.key(5), path, spec, hparams, n_epochs=2, chunk_rows=128)
     np.testing.assert_array_equal(np.asarray(runs[0].state.weights), np.asarray(runs[1].state.weights))
     assert not np.array_equal(np.asarray(runs[0].state.weights), np.asarray(plain.state.weights))
