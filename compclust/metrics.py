@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import topology
-from .activations import batch_activation, sq_distances
+from .activations import FEW_FEATURES, batch_activation, sq_distances
 from .spec import Spec
 from .validation import check_data, check_features, check_missing
 
@@ -46,27 +46,44 @@ class Rows(NamedTuple):
     sq_dist: jax.Array       # [c, K] float: squared distances (activation for non-Euclidean ones)
 
 
+def _first_lowest(values, units, fill):
+    """Lowest value of every row of ``values [c, K]`` and its first index (``argmin``'s answer for
+    finite rows): two plain reductions, which XLA:CPU vectorises, where ``argmin``'s value-index pair
+    is reduced one element at a time (3x slower on the digits' [1797, 100])."""
+    lowest = jnp.min(values, axis=1)
+    return lowest, jnp.min(jnp.where(values == lowest[:, None], units, fill), axis=1)
+
+
 def assign_rows(spec: Spec, weights, rows) -> Rows:
     """Best unit, error and runner-up adjacency of every row: the ``[c, K]`` work of one block."""
+    n_units = weights.shape[0]
+    units = jnp.arange(n_units, dtype=jnp.int32)[None, :]
     if spec.activation == "neg_sq_euclidean":  # the error is read off the distances already computed
         sq_dist = sq_distances(rows, weights, spec.missing)
-        activation = -sq_dist
-        best = jnp.argmin(sq_dist, axis=1)
-        sq_err = jnp.take_along_axis(sq_dist, best[:, None], axis=1)[:, 0]
+        cost = sq_dist
+        sq_err, best = _first_lowest(cost, units, n_units - 1)
     else:
         activation = batch_activation(spec.activation, weights, rows)
-        best = jnp.argmax(activation, axis=1)
+        cost = -activation
+        best = _first_lowest(cost, units, n_units - 1)[1]
         diff = rows - weights[best]
         sq_err = jnp.sum(diff * diff, axis=1)
         sq_dist = -activation
     if spec.grid is None or spec.n_units < 2:
         not_adjacent = jnp.full(rows.shape[:1], jnp.nan, weights.dtype)
     else:
-        # The runner-up as a masked argmax: lax.top_k here cost 20x more on XLA:CPU.
-        masked = activation.at[jnp.arange(activation.shape[0]), best].set(-jnp.inf)
-        adjacent = topology.are_neighbours(spec.grid, best, jnp.argmax(masked, axis=1), weights.dtype)
+        # The runner-up: the best once the best is masked out (lax.top_k cost 20x more on XLA:CPU).
+        runner_up = _first_lowest(jnp.where(units == best[:, None], jnp.inf, cost), units, n_units - 1)[1]
+        adjacent = topology.are_neighbours(spec.grid, best, runner_up, weights.dtype)
         not_adjacent = (~adjacent).astype(weights.dtype)
     return Rows(best.astype(jnp.int32), sq_err, not_adjacent, sq_dist)
+
+
+def uses_matmul(spec: Spec, n_features: int) -> bool:
+    """Whether ``assign_rows`` computes its ``[c, K]`` work as a matrix product."""
+    if spec.activation == "neg_sq_euclidean":
+        return n_features > FEW_FEATURES
+    return spec.activation != "neg_manhattan"
 
 
 class Totals(NamedTuple):
@@ -82,14 +99,24 @@ def no_totals(n_units: int, dtype) -> Totals:
     return Totals(zero, zero, zero, jnp.zeros((n_units,), bool))
 
 
-def add_rows(totals: Totals, rows: Rows, valid=None) -> Totals:
-    """Adds a block's rows; ``valid [c]`` bool masks padding rows out."""
+def add_rows(totals: Totals, rows: Rows, valid=None, *, scatter: bool = True) -> Totals:
+    """Adds a block's rows; ``valid [c]`` bool masks padding rows out.
+
+    scatter: mark the units won with a scatter (7x cheaper than a ``[c, K]`` comparison on the
+    digits). It also keeps any loop around this out of XLA:CPU's small-while-loop hoisting
+    (``compclust.fast_cpu_loops``), which would compile a matrix product in that loop as a naive
+    loop (17x slower, measured); pass False where the block has no matrix product, so that a
+    small problem's whole epoch loop can be one kernel."""
     sq_err, not_adjacent, best = rows.sq_error, rows.not_adjacent, rows.best
+    n_units = totals.won.shape[0]
     if valid is not None:
         sq_err = jnp.where(valid, sq_err, 0.0)
         not_adjacent = jnp.where(valid, not_adjacent, 0.0)
-        best = jnp.where(valid, best, -1)
-    won = jnp.any(best[:, None] == jnp.arange(totals.won.shape[0]), axis=0)  # cheaper than a scatter here
+        best = jnp.where(valid, best, -1 if not scatter else n_units)  # out of range: dropped or unmatched
+    if scatter:
+        won = jnp.zeros((n_units,), bool).at[best].set(True, mode="drop")
+    else:
+        won = jnp.any(best[:, None] == jnp.arange(n_units), axis=0)
     return Totals(totals.error + jnp.sum(jnp.sqrt(sq_err)), totals.sq_error + jnp.sum(sq_err),
                   totals.not_adjacent + jnp.sum(not_adjacent), totals.won | won)
 
@@ -125,14 +152,15 @@ def as_blocks(data, chunk_size, n_shards: int = 1):
 
 def evaluate_blocks(spec: Spec, weights, blocks, valid, n_samples: int):
     """Evaluation and the best unit of every row ``[n_blocks * c]`` (-1 for padding)."""
+    scatter = uses_matmul(spec, blocks.shape[-1])
     if valid is None:
         rows = assign_rows(spec, weights, blocks[0])
-        return finish(add_rows(no_totals(spec.n_units, weights.dtype), rows), n_samples), rows.best
+        return finish(add_rows(no_totals(spec.n_units, weights.dtype), rows, scatter=scatter), n_samples), rows.best
 
     def block(totals, inputs):
         rows_data, rows_valid = inputs
         rows = assign_rows(spec, weights, rows_data)
-        return add_rows(totals, rows, rows_valid), jnp.where(rows_valid, rows.best, -1)
+        return add_rows(totals, rows, rows_valid, scatter=scatter), jnp.where(rows_valid, rows.best, -1)
 
     totals, best = jax.lax.scan(block, no_totals(spec.n_units, weights.dtype), (blocks, valid))
     return finish(totals, n_samples), best.reshape(-1)
