@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -310,21 +311,56 @@ def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs, mesh=mesh)
 
 
-def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, *, spec, n_epochs, init, trace, hparam_axes,
-                seed_axes):
-    def fit_one(key, hp, weights, seed_order):
-        return _fit_impl(key, data, hp, weights, seed_order, tol=tol, spec=spec, n_epochs=n_epochs, init=init,
-                         trace=trace)
+def default_group_size(backend: str) -> int | None:
+    """Runs vmapped together per device in a ``sweep`` unless told: 1 on a CPU, all elsewhere.
 
+    On a CPU, vmapped online runs advance in lockstep, so every step streams every run's weights
+    through the caches (64 digits maps: 2.4x slower than one run after another, each run's weights
+    staying in L1/L2); on a GPU lockstep vmap is what fills the device."""
+    return 1 if backend == "cpu" else None
+
+
+def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, *, spec, n_epochs, init, trace, hparam_axes,
+                seed_axes, group_size=None, seed_mesh=None):
+    """Every (hparams, seed) run of a sweep. Each device takes its share of the seeds (``shard_map``
+    over ``seed_mesh``'s "seeds" axis, when given) and runs its H x S_local runs as ``lax.map`` over
+    groups of ``group_size`` vmapped runs (None: all vmapped at once)."""
     weights_axis, order_axis = seed_axes
-    run = jax.vmap(fit_one, in_axes=(0, None, weights_axis, order_axis))
-    if any(axis is not None for axis in hparam_axes):
-        run = jax.vmap(run, in_axes=(None, Hparams(*hparam_axes), None, None))
-    return run(keys, hparams, init_weights, order)
+    swept = [axis is not None for axis in hparam_axes]
+
+    def on_device(keys, hparams, init_weights, order):
+        n_local = keys.shape[0]
+        n_settings = next((np.shape(v)[0] for v, s in zip(hparams, swept) if s), 1)
+        n_runs = n_settings * n_local
+
+        def fit_run(run):  # run = setting * n_local + seed
+            setting, seed = run // n_local, run % n_local
+            hp = Hparams(*(v[setting] if s else v for v, s in zip(hparams, swept)))
+            weights = init_weights if weights_axis is None else init_weights[seed]
+            seed_order = order if order_axis is None else order[seed]
+            return _fit_impl(keys[seed], data, hp, weights, seed_order, tol=tol, spec=spec, n_epochs=n_epochs,
+                             init=init, trace=trace)
+
+        runs = jnp.arange(n_runs, dtype=jnp.int32)
+        if group_size is None or group_size >= n_runs:
+            result = jax.vmap(fit_run)(runs)
+        else:
+            result = lax.map(fit_run, runs, batch_size=None if group_size == 1 else group_size)
+        if any(swept):
+            result = jax.tree_util.tree_map(lambda leaf: leaf.reshape(n_settings, n_local, *leaf.shape[1:]), result)
+        return result
+
+    if seed_mesh is None:
+        return on_device(keys, hparams, init_weights, order)
+    by_seed, shared = PartitionSpec("seeds"), PartitionSpec()
+    in_specs = (by_seed, shared, by_seed if weights_axis == 0 else shared, by_seed if order_axis == 0 else shared)
+    out_specs = PartitionSpec(None, "seeds") if any(swept) else by_seed
+    return jax.shard_map(on_device, mesh=seed_mesh, in_specs=in_specs, out_specs=out_specs,
+                         check_vma=False)(keys, hparams, init_weights, order)
 
 
 def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
-          trace: bool = False, tol: float | None = None) -> FitResult:
+          trace: bool = False, tol: float | None = None, group_size: int | None = None) -> FitResult:
     """``fit`` for many seeds (and hyperparameter values) as one compiled program.
 
     keys: ``[S]`` keys, e.g. ``jax.random.split(jax.random.key(0), 64)``.
@@ -336,13 +372,19 @@ def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="rand
     (on a CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before importing jax).
     tol: as in ``fit``; each run freezes when it converges, so ``sweep(keys)[..., i]`` still equals
     ``fit(keys[i])``.
+    group_size: how the H x S runs share a device: groups of ``group_size`` runs vmapped in lockstep,
+      the groups one after another (``lax.map``); each device runs its own seeds (sharded as above).
+      None is the backend's default (``default_group_size``): 1 on a CPU, where a run's weights then
+      stay in cache (64 digits maps: 2.4x faster than vmap), all runs at once on a GPU. Results
+      are the same for every group size.
     """
     jitted, args, static = sweep_call(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
-                                      tol=tol)
+                                      tol=tol, group_size=group_size)
     return jitted(*args, **static)
 
 
-def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False, tol=None):
+def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False, tol=None,
+               group_size=None):
     """What ``sweep`` runs, validated and placed but not run: ``(jitted, args, static_kwargs)``."""
     keys = validation.check_keys(keys, batched=True)
     n_seeds = keys.shape[0]
@@ -351,19 +393,32 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
     hparam_axes = tuple(0 if jnp.ndim(v) == 1 else None for v in hparams)
     weights_axis = 0 if init_weights is not None and init_weights.ndim == 3 else None
     order_axis = 0 if order is not None and order.ndim == 3 else None
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer))
+                                   or group_size < 1):
+        raise ValueError(f"group_size must be a positive integer or None, got {group_size!r}")
+    backend = jax.default_backend()
+    group_size = default_group_size(backend) if group_size is None else int(group_size)
     devices = jax.devices()
+    seed_mesh = None
     if len(devices) > 1 and n_seeds % len(devices) == 0:
-        by_seed = NamedSharding(Mesh(devices, ("seeds",)), PartitionSpec("seeds"))
+        seed_mesh = _seed_mesh(tuple(devices))
+        by_seed = NamedSharding(seed_mesh, PartitionSpec("seeds"))
         keys = jax.device_put(keys, by_seed)
         if weights_axis == 0:
             init_weights = jax.device_put(init_weights, by_seed)
         if order_axis == 0:
             order = jax.device_put(order, by_seed)
-    static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes")
-    jitted = _compiled(_sweep_impl, static_names, jax.default_backend(), spec.algorithm)
+    static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes", "group_size", "seed_mesh")
+    jitted = _compiled(_sweep_impl, static_names, backend, spec.algorithm)
     return jitted, (keys, data, hparams, init_weights, order, tol), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
-        seed_axes=(weights_axis, order_axis))
+        seed_axes=(weights_axis, order_axis), group_size=group_size, seed_mesh=seed_mesh)
+
+
+@functools.cache
+def _seed_mesh(devices):
+    """One mesh per set of devices: an equal mesh keeps the compiled sweep in jit's cache."""
+    return Mesh(np.array(devices), ("seeds",))
 
 
 class Restarts(NamedTuple):
