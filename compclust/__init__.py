@@ -1,5 +1,11 @@
 """compclust: competitive neural networks (online K-means, conscience layers, Kohonen SOMs) as
-pure JAX functions, compiled once and run over many seeds and hyperparameters at a time."""
+pure JAX functions, compiled once and run over many seeds and hyperparameters at a time.
+
+``COMPCLUST_FAST_LOOPS=1`` in the environment turns on ``fast_cpu_loops()`` at import (see
+``compclust.fast_loops``)."""
+from .fast_loops import _from_environment, fast_cpu_loops
+
+_from_environment()  # before anything below could start JAX's backend
 from . import data, io, label_metrics
 from .loop import EpochMetrics, FitResult, Restarts, State, StepMetrics, fit, init, restarts, step, sweep
 from .metrics import Evaluation, bmu, distances, evaluate, grid_position, impute, quantize
@@ -15,7 +21,7 @@ __all__ = [
     "Spec", "Grid", "Hparams", "competitive_layer", "som", "kmeans", "neural_gas",
     "State", "StepMetrics", "EpochMetrics", "FitResult", "Restarts", "init", "step", "fit", "sweep", "restarts",
     "Evaluation", "bmu", "distances", "evaluate", "grid_position", "quantize", "impute",
-    "Scaler", "fit_scaler", "transform", "inverse_transform",
+    "Scaler", "fit_scaler", "transform", "inverse_transform", "fast_cpu_loops",
 ]
 __all__ += ["StreamResult", "fit_stream", "evaluate_stream"]
 __all__ += ["label_metrics", "LabelMetrics", "evaluate_labels", "contingency", "accuracy", "nmi", "ari", "rand_index",
