@@ -55,6 +55,67 @@ SEED_STRATEGIES = ("auto", "map", "vmap")
 # Networks
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@jax.custom_vjp
+def conv_valid(x, kernel):
+    """A stride-1 "valid" convolution, ``x [B, H, W, C]`` with ``kernel [kh, kw, C, F]`` (HWIO), as
+    ``flax.linen.Conv(padding="VALID")`` computes it; only its gradient is written differently.
+
+    XLA:CPU runs the weight gradient of a convolution (a convolution contracting over the batch)
+    about 100x slower than the forward pass; here both gradients are matrix products over
+    im2col patches, the same sums in another order (measured 2x faster for the whole CNN step)."""
+    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_NHWC)
+
+
+def _conv_fwd(x, kernel):
+    return conv_valid(x, kernel), (x, kernel)
+
+
+def _conv_bwd(residuals, g):
+    x, kernel = residuals
+    kh, kw, c, f = kernel.shape
+    h, w = g.shape[1], g.shape[2]
+    offsets = [(i, j) for i in range(kh) for j in range(kw)]  # the HWIO kernel's row order
+    patches = jnp.concatenate([x[:, i:i + h, j:j + w, :] for i, j in offsets], axis=-1)  # [B, h, w, kh*kw*C]
+    d_kernel = jnp.matmul(patches.reshape(-1, kh * kw * c).T, g.reshape(-1, f)).reshape(kernel.shape)
+    d_patches = jnp.matmul(g, kernel.reshape(-1, f).T)
+    d_x = jnp.zeros_like(x)
+    for n, (i, j) in enumerate(offsets):
+        d_x = d_x.at[:, i:i + h, j:j + w, :].add(d_patches[..., n * c:(n + 1) * c])
+    return d_x, d_kernel
+
+
+conv_valid.defvjp(_conv_fwd, _conv_bwd)
+
+
+def max_pool_2x2(x):
+    """``flax.linen.max_pool(x, (2, 2), strides=(2, 2))`` (odd edges dropped) as the maximum of
+    four strided views: equal values, and a gradient of elementwise ops rather than XLA:CPU's
+    select-and-scatter, ~10x slower here. (Ties split the gradient; after a ReLU ties are zeros,
+    whose gradient is zero either way.)"""
+    h, w = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
+    x = x[..., :h, :w, :]
+    return jnp.maximum(jnp.maximum(x[..., 0::2, 0::2, :], x[..., 0::2, 1::2, :]),
+                       jnp.maximum(x[..., 1::2, 0::2, :], x[..., 1::2, 1::2, :]))
+
+
+class ConvValid(nn.Module):
+    """``nn.Conv(features, (k, k), padding="VALID")`` with the same parameters ("kernel" HWIO,
+    "bias"), computed by ``conv_valid``."""
+
+    features: int
+    size: int = 3
+    kernel_init: Any = nn.initializers.glorot_uniform()
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (self.size, self.size, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return conv_valid(x, kernel) + bias
+
+
 class CNN(nn.Module):
     """The authors' network (the Keras MNIST convnet): 28x28x1 -> Conv 32 3x3 ReLU -> max-pool 2 ->
     Conv 64 3x3 ReLU -> max-pool 2 -> flatten -> dropout -> dense K (logits; softmax is in the
@@ -67,10 +128,8 @@ class CNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         glorot = nn.initializers.glorot_uniform()
-        x = nn.relu(nn.Conv(32, (3, 3), padding="VALID", kernel_init=glorot)(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(64, (3, 3), padding="VALID", kernel_init=glorot)(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(nn.relu(ConvValid(32, kernel_init=glorot)(x)))
+        x = max_pool_2x2(nn.relu(ConvValid(64, kernel_init=glorot)(x)))
         x = x.reshape((x.shape[0], -1))
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return nn.Dense(self.n_classes, kernel_init=glorot)(x)
