@@ -69,7 +69,8 @@ NORM_WINNERS = ("hard", "softmax")
 
 def carries_norms(spec: Spec) -> bool:
     """Whether the epoch scan carries ``|w_k|^2`` for this spec (see the module docstring)."""
-    return spec.activation in NORM_ACTIVATIONS and spec.winner in NORM_WINNERS and spec.kernel != "neural_gas"
+    return (spec.activation in NORM_ACTIVATIONS and spec.winner in NORM_WINNERS and spec.kernel != "neural_gas"
+            and not spec.missing)  # a sample's missing features change |w_k|^2 over its present ones
 
 
 # Near-tie margin of the norm form, ``2 (D + 64) eps (|x|^2 + |w_best|^2)``: float32 dot products of D
@@ -122,6 +123,20 @@ def step_with_norms(spec: Spec, state: State, sq_norms, x, hparams: Hparams, tot
     weights_t = state.weights
     lr, sigma = schedule_values(spec, hparams, state.step.astype(weights_t.dtype), total_steps)
     conscience, counts = state.conscience, state.counts
+    # Missing data (R kohonen): distances over x's present features times D / present, and units
+    # move along those features only. ``present`` is None without the option.
+    present = None
+    if spec.missing:
+        is_present = ~jnp.isnan(x)
+        x, present = jnp.where(is_present, x, 0.0), is_present.astype(weights_t.dtype)
+        scale = x.shape[0] / jnp.maximum(jnp.sum(present), 1.0)
+
+    def sq_distances_to(columns):  # |x - w|^2 for the columns of [D, K'] (missing-aware)
+        diff = columns - x[:, None]
+        if present is None:
+            return jnp.sum(diff * diff, axis=0)
+        return jnp.sum(present[:, None] * diff * diff, axis=0) * scale
+
     if sq_norms is not None:
         # [K] w_k . x; full float32 precision (a GPU's default would round the inputs to TF32)
         cross = jnp.dot(x, weights_t, precision=lax.Precision.HIGHEST)
@@ -131,12 +146,14 @@ def step_with_norms(spec: Spec, state: State, sq_norms, x, hparams: Hparams, tot
         else:
             activation = 2.0 * cross - sq_norms - x_sq  # -|x - w_k|^2
     if spec.winner == "conscience":
-        distance = jnp.sqrt(jnp.sum((weights_t - x[:, None]) ** 2, axis=0))
+        distance = jnp.sqrt(sq_distances_to(weights_t))
         winner = conscience_winner(distance, conscience)
         conscience = conscience + _one_hot(winner, conscience)
         gain = lr * distance[winner]
     else:
-        if sq_norms is None:
+        if present is not None:  # the spec allows missing data with the squared Euclidean activation only
+            activation = -sq_distances_to(weights_t)
+        elif sq_norms is None:
             activation = ACTIVATION_FNS[spec.activation](weights_t, x)
         if spec.winner == "hard" and sq_norms is not None:
             winner = nearest_winner(spec, weights_t, x, activation, sq_norms, x_sq)
@@ -151,23 +168,25 @@ def step_with_norms(spec: Spec, state: State, sq_norms, x, hparams: Hparams, tot
     if spec.lr_schedule == "count":  # MacQueen: the winner's rate is 1 / (inputs it has won)
         counts = counts + _one_hot(winner, counts)
         gain = 1.0 / counts[winner]
-    winner_distance = jnp.sqrt(jnp.sum((x - weights_t[:, winner]) ** 2))
+    winner_column = lax.dynamic_index_in_dim(weights_t, winner, axis=1, keepdims=True)
+    winner_distance = jnp.sqrt(sq_distances_to(winner_column)[0])
     if spec.kernel == "delta":
         # Only the winner moves: update one column instead of all K (a dynamic slice, not a scatter).
-        column = lax.dynamic_index_in_dim(weights_t, winner, axis=1, keepdims=False)
-        column = column + gain * (x - column)
+        column = winner_column[:, 0]
+        move = x - column
+        column = column + gain * (move if present is None else present * move)
         weights_t = lax.dynamic_update_index_in_dim(weights_t, column, winner, axis=1)
         if sq_norms is not None:  # the winner's norm, recomputed from its column (as cheap as the closed form)
             sq_norms = lax.dynamic_update_index_in_dim(sq_norms, jnp.dot(column, column), winner, axis=0)
     else:
         if spec.kernel == "neural_gas":
-            diff = weights_t - x[:, None]
-            where = distance_ranks(jnp.sum(diff * diff, axis=0))
+            where = distance_ranks(sq_distances_to(weights_t))
         else:
             where = topology.sq_distances_from(spec.grid, winner, weights_t.dtype)
         h = neighbourhood(spec.kernel, where, sigma)
         step_size = gain * h.astype(weights_t.dtype)  # [K] a_k: w_k <- (1 - a_k) w_k + a_k x
-        weights_t = weights_t + step_size[None, :] * (x[:, None] - weights_t)
+        move = x[:, None] - weights_t
+        weights_t = weights_t + step_size[None, :] * (move if present is None else present[:, None] * move)
         if sq_norms is not None:
             keep = 1.0 - step_size
             sq_norms = keep * keep * sq_norms + 2.0 * step_size * keep * cross + step_size * step_size * x_sq
