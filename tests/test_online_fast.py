@@ -210,3 +210,23 @@ def test_switch_off_by_default_and_can_be_turned_off_and_refuses_a_started_backe
     assert report["off"] is False and report["without_flag"] == ""
     assert "already started" in report["late"]
     assert report["late_lenient"] is False and report["warned"] and report["final"] == ""
+
+
+# ------------------------------------------------------------------------ measuring only the last epoch
+
+@jax.debug_key_reuse(False)
+@pytest.mark.parametrize("spec", [cc.som((3, 3)), cc.kmeans(4, algorithm="minibatch", batch_size=10)])
+def test_epoch_metrics_off_measures_the_last_epoch_and_trains_the_same(rng, spec):
+    X = rng.random((60, 18)).astype(np.float32)
+    hp = cc.Hparams(lr=0.5, sigma=1.5)
+    every = cc.fit(jax.random.key(0), X, spec, hp, 3)
+    last = cc.fit(jax.random.key(0), X, spec, hp, 3, epoch_metrics=False)
+    np.testing.assert_array_equal(last.state.weights, every.state.weights)
+    np.testing.assert_allclose(last.metrics.quantization_error[-1], every.metrics.quantization_error[-1], rtol=1e-6)
+    assert int(last.metrics.dead_units[-1]) == int(every.metrics.dead_units[-1])
+    assert np.all(np.isnan(last.metrics.inertia[:-1])) and np.all(np.asarray(last.metrics.dead_units[:-1]) == -1)
+    np.testing.assert_array_equal(last.metrics.center_shift, every.metrics.center_shift)
+    swept = cc.sweep(jax.random.split(jax.random.key(1), 2), X, spec, hp, 3, epoch_metrics=False)
+    assert swept.metrics.inertia.shape == (2, 3) and np.all(np.isfinite(swept.metrics.inertia[:, -1]))
+    with pytest.raises(ValueError, match="epoch_metrics"):
+        cc.fit(jax.random.key(0), X, spec, hp, 3, epoch_metrics=False, tol=1e-4)
