@@ -10,7 +10,12 @@ order, so the final weights must agree (``max_abs_diff``). Compilation is timed 
 the same run. A result that is fast but wrong fails the run (exit status 1).
 
 The seed sweep shards its seeds over the CPU cores: this script asks XLA for one host device
-per core before JAX is imported.
+per core before JAX is imported. Run as a script it also turns on ``compclust.fast_cpu_loops()``
+(XLA:CPU's small-while-loop hoisting, the documented switch the online family needs on a CPU);
+``--no-fast-loops`` or ``COMPCLUST_FAST_LOOPS=0`` leaves it off, and a user's own
+``xla_backend_extra_options`` in ``XLA_FLAGS`` is kept as it is. Besides the anchored workloads it
+records the seed sweep's throughput (updates per second over all seeds) and, in two fresh
+processes, what the switch changes for other JAX code (``experiments/flag_effect.py``).
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ if not hasattr(np, "asfarray"):
     np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)
 
 PARITY_TOL = 1e-5
-TARGETS = {"som-online-digits": 30, "som-online-mnist": 20, "som-sweep-64": 40, "cwta-blobs": 1000}
+TARGETS = {"som-online-digits": 30, "som-online-mnist": 20, "som-sweep-64": 60, "cwta-blobs": 500}
 
 
 def timed(fn, repeats):
@@ -189,7 +194,9 @@ def environment():
     return {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
             "minisom": getattr(minisom, "__version__", "2.3.6"), "neurolab": getattr(neurolab, "__version__", "?"),
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-            "cpu_count": os.cpu_count(), "machine": platform.machine()}
+            "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "fast_cpu_loops": cc.fast_loops.is_enabled(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "sweep_group_size": loop.default_group_size(jax.default_backend()), "loadavg": os.getloadavg()}
 
 
 def main(argv=None):
@@ -201,6 +208,10 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="run only these workloads")
     parser.add_argument("--family", choices=("online", "batch", "all"), default="all",
                         help="the online workloads here, the batch family (experiments/bench_batch.py), or both")
+    parser.add_argument("--no-fast-loops", action="store_true",
+                        help="leave XLA:CPU's small-while-loop hoisting off (read when run as a script)")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="skip the sweep throughput and the flag-effect measurements")
     args = parser.parse_args(argv)
     quick = args.quick
     repeats, anchor_repeats = (3, 3) if quick else (7, 3)
@@ -215,6 +226,9 @@ def main(argv=None):
         "cwta-blobs": lambda: cwta_workload("cwta-blobs", 20 if quick else 100, repeats, anchor_repeats),
         "som-online-mnist": lambda: mnist_workload(args.mnist_dir, quick, repeats, anchor_repeats),
     }
+    if not args.no_extras:
+        plan["sweep-throughput"] = lambda: throughput_workloads(digits, args.mnist_dir, quick, results)
+        plan["fast-cpu-loops-effect"] = lambda: flag_effect(quick)
     if args.family == "batch":
         plan = {}
     results = []
@@ -222,9 +236,10 @@ def main(argv=None):
         if args.only and name not in args.only:
             continue
         entry = run()
-        if entry is not None:
-            results.append(entry)
-            cc.io.atomic_write_json(args.json, results)  # each finished workload is kept
+        for one in entry if isinstance(entry, list) else [entry]:
+            if one is not None:
+                results.append(one)
+        cc.io.atomic_write_json(args.json, results)  # each finished workload is kept
     if args.family in ("batch", "all"):
         from experiments import bench_batch
 
@@ -247,5 +262,78 @@ def mnist_workload(mnist_dir, quick, repeats, anchor_repeats):
                         3 if quick else 5, 1 if quick else anchor_repeats)
 
 
+def throughput_workloads(digits, mnist_dir, quick, results):
+    """Updates per second over all seeds of ``cc.sweep`` (the digits 10x10 map at 1, 8, 64 and 256
+    seeds, the MNIST 20x20 map at 8), against the MiniSom loop's updates per second measured above
+    in this process. Each sweep's first seed must equal ``fit`` of its key (a wrong answer fails)."""
+    entries = []
+    minisom_rate = {r["workload"]: r["epochs"] * r["shape"][0] / r["anchor_median_s"] for r in results
+                    if r.get("anchor") == "MiniSom" and r["workload"] in ("som-online-digits", "som-online-mnist")}
+    cases = [("digits", digits, (10, 10), 3.0, 2, s) for s in ((1, 8) if quick else (1, 8, 64, 256))]
+    if mnist_dir:
+        images, _ = cc.data.load_mnist(mnist_dir)
+        cases.append(("mnist", images[:1000] if quick else images, (20, 20), 4.0, 1, 8))
+    for data_name, X, shape, sigma, n_epochs, n_seeds in cases:
+        X = np.asarray(X, np.float32)
+        spec, hp = cc.som(shape), cc.Hparams(lr=0.5, sigma=sigma)
+        starts = np.random.default_rng(0).random((n_seeds, spec.n_units, X.shape[1])).astype(np.float32)
+        order = np.arange(len(X))
+
+        def keys():
+            return jax.random.split(jax.random.key(0), n_seeds)
+
+        def ours():
+            return cc.sweep(keys(), X, spec, hp, n_epochs, init=starts, order=order)
+
+        compile_s = compile_seconds(loop.sweep_call, keys(), X, spec, hp, n_epochs, init=starts, order=order)
+        ours()
+        times, result = timed(ours, 3 if n_seeds >= 64 or data_name == "mnist" else 5)
+        one = cc.fit(keys()[0], X, spec, hp, n_epochs, init=starts[0], order=order)
+        diff = float(np.abs(np.asarray(result.state.weights[0]) - np.asarray(one.state.weights)).max())
+        updates = n_seeds * n_epochs * len(X)
+        median = statistics.median(times)
+        anchor = minisom_rate.get(f"som-online-{data_name}")
+        entry = {"workload": f"sweep-throughput-{data_name}-{n_seeds}", "kind": "throughput", "seeds": n_seeds,
+                 "grid": list(shape), "shape": list(X.shape), "epochs": n_epochs, "updates": updates,
+                 "compclust_median_s": median, "compclust_min_s": min(times), "compclust_runs": len(times),
+                 "updates_per_s": updates / median, "compile_s": compile_s,
+                 "minisom_loop_updates_per_s": anchor, "vs_minisom_loop": None if anchor is None else updates / median / anchor,
+                 "max_abs_diff": diff, "parity_ok": diff <= PARITY_TOL,
+                 "parity_note": "seed 0 of the sweep against fit of its key", "env": environment()}
+        print(f"sweep throughput {data_name:6s} {n_seeds:4d} seeds  {median:8.3f}s  {updates / median:12,.0f} updates/s"
+              + ("" if anchor is None else f"  x{updates / median / anchor:6.1f} MiniSom loop")
+              + f"  compile {compile_s:5.2f}s", flush=True)
+        entries.append(entry)
+    return entries
+
+
+def flag_effect(quick):
+    """``experiments/flag_effect.py`` in two fresh processes, with and without the switch."""
+    import json
+    import subprocess
+
+    runs = {}
+    for label, switch in (("without", "0"), ("with", "1")):
+        env = {**os.environ, "COMPCLUST_FAST_LOOPS": switch}
+        env["XLA_FLAGS"] = " ".join(t for t in env.get("XLA_FLAGS", "").split()
+                                    if "small_while_loop" not in t)
+        command = [sys.executable, "-m", "experiments.flag_effect"] + (["--quick"] if quick else [])
+        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            print(f"flag effect ({label}) failed: {out.stderr[-2000:]}", file=sys.stderr)
+            return None
+        runs[label] = json.loads(out.stdout.strip().splitlines()[-1])
+    effect = {name: {"without_s": runs["without"][name], "with_s": runs["with"][name],
+                     "with_over_without": runs["with"][name] / runs["without"][name]}
+              for name in runs["without"] if name != "env"}
+    for name, e in effect.items():
+        print(f"fast_cpu_loops effect {name:28s} without {e['without_s'] * 1e3:9.2f} ms  with "
+              f"{e['with_s'] * 1e3:9.2f} ms  (x{e['with_over_without']:.2f} time)", flush=True)
+    return {"workload": "fast-cpu-loops-effect", "kind": "flag_effect", "effect": effect,
+            "parity_ok": True, "env": environment()}
+
+
 if __name__ == "__main__":
+    if "--no-fast-loops" not in sys.argv[1:]:
+        cc.fast_cpu_loops(strict=False)  # before JAX's backend starts; see compclust.fast_loops
     sys.exit(main())
