@@ -283,9 +283,6 @@ def test_new_hparams_and_an_equal_spec_do_not_retrace(family):
     assert loop.TRACE_COUNT["fit"] == before
 
 
-@pytest.mark.xfail(raises=AttributeError, strict=False,
-                   reason="compclust: under jax.disable_jit the batch epoch's metrics.assign_rows calls "
-                          "`activation.at[...]` on a NumPy array (remove this mark once fixed)")
 def test_eager_matches_jitted_batch_som(rng):
     X, W0 = _problem(rng, n=12, k=4)
     spec, hp = cc.som((2, 2), algorithm="batch"), cc.Hparams(sigma=1.0)
