@@ -139,4 +139,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    compclust.fast_cpu_loops(strict=False)  # XLA:CPU loop hoisting, before JAX starts (compclust.fast_loops)
     main()

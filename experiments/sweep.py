@@ -719,4 +719,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    cc.fast_cpu_loops(strict=False)  # XLA:CPU loop hoisting, before JAX starts (compclust.fast_loops)
     main()
