@@ -38,14 +38,20 @@ def _batch_som_vs_reference(rng, shape, topo, toroidal, kernel, schedule, n_epoc
     W, qe, dens = rb.batch_som_fit(X, W0, n_epochs, shape=shape, topology=topo, toroidal=toroidal, kernel=kernel,
                                    sigma=sigma, sigma_final=0.4, sigma_schedule=schedule,
                                    positive_only=positive_only)
-    return r, W, qe, dens
+    return r, W, qe, dens, X
 
 
 @pytest.mark.parametrize("shape,topo,toroidal,schedule", GRIDS)
 def test_batch_som_grids_and_schedules_match_numpy_reference(rng, shape, topo, toroidal, schedule):
-    r, W, qe, _ = _batch_som_vs_reference(rng, shape, topo, toroidal, "gaussian", schedule)
+    r, W, qe, _, X = _batch_som_vs_reference(rng, shape, topo, toroidal, "gaussian", schedule)
     np.testing.assert_allclose(r.state.weights, W, atol=2e-5)
     np.testing.assert_allclose(r.metrics.quantization_error, qe, rtol=1e-5)
+    # the epoch's metrics are those of the weights after it, as evaluate reads them
+    spec = cc.som(shape, topology=topo, toroidal=toroidal, sigma_schedule=schedule, algorithm="batch")
+    ev = cc.evaluate(spec, r.state.weights, X)
+    np.testing.assert_allclose(ev.quantization_error, r.metrics.quantization_error[-1], rtol=1e-5)
+    np.testing.assert_allclose(ev.topographic_error, r.metrics.topographic_error[-1], atol=1e-6)
+    np.testing.assert_allclose(r.metrics.inertia[-1], rb.inertia(X, W), rtol=1e-5)
     # per-epoch radius: t = e, T = E - 1, so the last epoch uses sigma_final
     np.testing.assert_allclose(r.metrics.sigma, [rb.epoch_value(schedule, 2.1, 0.4, e, 4) for e in range(4)],
                                rtol=1e-6)
@@ -61,7 +67,7 @@ def test_batch_som_kernels_match_numpy_reference(rng, kernel, shape, topo, toroi
     # The Mexican hat's denominators sum_i h can be negative; compclust then keeps the unit where it is
     # (XPySom divides by them all the same: see test_reference_mexican_hat_is_xpysoms_rule).
     mexican = kernel == "mexican_hat"
-    r, W, qe, dens = _batch_som_vs_reference(rng, shape, topo, toroidal, kernel, "exponential", sigma=1.3,
+    r, W, qe, dens, _ = _batch_som_vs_reference(rng, shape, topo, toroidal, kernel, "exponential", sigma=1.3,
                                              positive_only=mexican)
     if mexican:
         assert dens.min() < 0  # the case where the rule matters does occur
