@@ -303,7 +303,13 @@ def plot_blobs_3d(points, true_centres, found_centres, path=None, title: str = "
     ax.set_ylabel("y")
     ax.set_zlabel("z")
     ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
+    handles, names = ax.get_legend_handles_labels()
+    if labels is not None:  # the data's handle in neutral grey, not the first blob's colour
+        from matplotlib.lines import Line2D
+
+        handles[0] = Line2D([], [], ls="", marker="o", markersize=3, color="0.5")
+        names[0] = "data (coloured by class)"
+    ax.legend(handles, names, loc="upper left", fontsize=8)
     if path is None:
         return fig
     save_figure(fig, path)
@@ -751,12 +757,13 @@ def plot_training_curves(metrics, which=None, *, settings=None, ax=None, confide
                 axis.fill_between(epochs, mean[h] - half[h], mean[h] + half[h], color=line.get_color(), alpha=0.2,
                                   linewidth=0)
         if name in log_scale and np.all(mean > 0):
-            from matplotlib.ticker import FormatStrFormatter, NullFormatter
+            from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
             axis.set_yscale("log")
+            few_decades = np.log10(mean.max() / mean.min()) < 2.0
+            axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if few_decades else (1.0,)))
             axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-            few_decades = np.log10(mean.max() / mean.min()) < 1.5
-            axis.yaxis.set_minor_formatter(FormatStrFormatter("%g") if few_decades else NullFormatter())
+            axis.yaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel("epoch")
         axis.set_title(_PRETTY.get(name, name), fontsize=9)
         axis.grid(alpha=0.3)
@@ -790,7 +797,7 @@ def _finals(results, which, settings, by):
             raise ValueError(f"results have no field {name!r}")
         value = np.asarray(value, np.float64)
         if not isinstance(results, dict) or value.ndim == 3:  # per-epoch fields: take the last epoch
-            value = value[..., -1] if value.ndim >= 2 else value
+            value = value[..., -1:] if value.ndim == 1 else value[..., -1]
         if value.ndim == 1:
             value = value[None]
         labels = [str(s) for s in settings] if settings is not None else (
