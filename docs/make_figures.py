@@ -19,6 +19,17 @@ HERE = Path(__file__).resolve().parent
 DPI = 80
 
 
+def shrink(path, colours: int = 128):
+    """Re-save a PNG with a palette of ``colours`` (about a third of the bytes; needs Pillow)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return path
+    image = Image.open(path).convert("RGB").quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
+    image.save(path, optimize=True)
+    return path
+
+
 def som_digits():
     """A 12x12 hexagonal SOM on the 1,797 digits: its units as images and its label map."""
     images, digits = cc.data.load_digits()
@@ -68,4 +79,5 @@ def sweep_curves():
 
 if __name__ == "__main__":
     for make in (som_digits, som_mnist, sweep_curves):
-        print(make())
+        path = make()
+        print(path and shrink(path))
