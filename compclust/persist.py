@@ -281,14 +281,15 @@ def _as_model(model, spec, hparams, scaler) -> Model:
         if spec is not None or hparams is not None:
             raise ValueError("a Model carries its own spec and hparams; do not pass them again")
         return model if scaler is None else model._replace(scaler=scaler)
+    if not isinstance(model, (FitResult, State)):
+        raise ValueError(f"cannot save a {type(model).__name__}: pass a compclust.persist.Model, a FitResult or "
+                         "State (with spec= and hparams=), or a fitted compclust estimator (DNN K-means: "
+                         "save a fitted estimators.DNNKMeans)")
     if spec is None or hparams is None:
         raise ValueError(f"saving a {type(model).__name__} needs spec= and hparams= (the ones it was fitted with)")
     if isinstance(model, FitResult):
         return Model(spec, hparams, model.state, model.metrics, model.n_iter, scaler)
-    if isinstance(model, State):
-        return Model(spec, hparams, model, None, None, scaler)
-    raise ValueError(f"cannot save a {type(model).__name__}: pass a compclust.persist.Model, a FitResult or "
-                     "State (with spec= and hparams=), or a fitted compclust estimator")
+    return Model(spec, hparams, model, None, None, scaler)
 
 
 def _check_state(state, spec: Spec, what="state") -> State:
