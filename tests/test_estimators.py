@@ -215,9 +215,19 @@ def test_bad_input_gets_clear_errors():
         E.fit_many(som, X_BLOBS, seeds=0)
 
 
+def data_frame(X, columns):
+    """A pandas DataFrame, or where pandas is missing a pyarrow Table (scikit-learn reads both)."""
+    try:
+        import pandas as pd
+
+        return pd.DataFrame(X, columns=columns)
+    except ImportError:
+        pa = pytest.importorskip("pyarrow")
+        return pa.table({name: X[:, i] for i, name in enumerate(columns)})
+
+
 def test_feature_names_from_a_dataframe():
-    pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame(X_BLOBS, columns=["a", "b", "c", "d"])
+    frame = data_frame(X_BLOBS, ["a", "b", "c", "d"])
     som = E.SOM((2, 2), n_epochs=1, random_state=0).fit(frame)
     assert list(som.feature_names_in_) == ["a", "b", "c", "d"]
     with pytest.warns(UserWarning, match="feature names"):

@@ -112,8 +112,13 @@ def test_estimator_round_trip_is_exact(tmp_path, estimator):
 
 
 def test_feature_names_round_trip(tmp_path):
-    pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame(X, columns=["x", "y", "z"])
+    try:
+        import pandas as pd
+
+        frame = pd.DataFrame(X, columns=["x", "y", "z"])
+    except ImportError:  # scikit-learn reads a pyarrow Table as a data frame too
+        pa = pytest.importorskip("pyarrow")
+        frame = pa.table({name: X[:, i] for i, name in enumerate("xyz")})
     som = E.SOM((2, 2), n_epochs=1, random_state=0).fit(frame)
     loaded = cc.load(cc.save(tmp_path / "f.npz", som))
     assert list(loaded.feature_names_in_) == ["x", "y", "z"]
