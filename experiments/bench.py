@@ -288,11 +288,14 @@ def throughput_workloads(digits, mnist_dir, quick, results):
     entries = []
     minisom_rate = {r["workload"]: r["epochs"] * r["shape"][0] / r["anchor_median_s"] for r in results
                     if r.get("anchor") == "MiniSom" and r["workload"] in ("som-online-digits", "som-online-mnist")}
-    cases = [("digits", digits, (10, 10), 3.0, 2, s) for s in ((1, 8) if quick else (1, 8, 64, 256))]
+    cases = [("digits", digits, (10, 10), 3.0, 2, s, None) for s in ((1, 8) if quick else (1, 8, 64, 256))]
+    # The strategy the default replaced, for comparison: every run of a device vmapped in lockstep.
+    cases.append(("digits", digits, (10, 10), 3.0, 2, 8 if quick else 64, "all"))
     if mnist_dir:
         images, _ = cc.data.load_mnist(mnist_dir)
-        cases.append(("mnist", images[:1000] if quick else images, (20, 20), 4.0, 1, 8))
-    for data_name, X, shape, sigma, n_epochs, n_seeds in cases:
+        cases.append(("mnist", images[:1000] if quick else images, (20, 20), 4.0, 1, 8, None))
+    for data_name, X, shape, sigma, n_epochs, n_seeds, group in cases:
+        group_size = n_seeds if group == "all" else group
         X = np.asarray(X, np.float32)
         spec, hp = cc.som(shape), cc.Hparams(lr=0.5, sigma=sigma)
         starts = np.random.default_rng(0).random((n_seeds, spec.n_units, X.shape[1])).astype(np.float32)
@@ -302,9 +305,10 @@ def throughput_workloads(digits, mnist_dir, quick, results):
             return jax.random.split(jax.random.key(0), n_seeds)
 
         def ours():
-            return cc.sweep(keys(), X, spec, hp, n_epochs, init=starts, order=order)
+            return cc.sweep(keys(), X, spec, hp, n_epochs, init=starts, order=order, group_size=group_size)
 
-        compile_s = compile_seconds(loop.sweep_call, keys(), X, spec, hp, n_epochs, init=starts, order=order)
+        compile_s = compile_seconds(loop.sweep_call, keys(), X, spec, hp, n_epochs, init=starts, order=order,
+                                    group_size=group_size)
         ours()
         times, result = timed(ours, 3 if n_seeds >= 64 or data_name == "mnist" else 5)
         one = cc.fit(keys()[0], X, spec, hp, n_epochs, init=starts[0], order=order)
@@ -312,14 +316,16 @@ def throughput_workloads(digits, mnist_dir, quick, results):
         updates = n_seeds * n_epochs * len(X)
         median = statistics.median(times)
         anchor = minisom_rate.get(f"som-online-{data_name}")
-        entry = {"workload": f"sweep-throughput-{data_name}-{n_seeds}", "kind": "throughput", "seeds": n_seeds,
+        entry = {"workload": f"sweep-throughput-{data_name}-{n_seeds}" + ("-vmap" if group == "all" else ""),
+                 "kind": "throughput", "seeds": n_seeds, "group_size": group_size or loop.default_group_size(
+                     jax.default_backend()), "devices": len(jax.devices()),
                  "grid": list(shape), "shape": list(X.shape), "epochs": n_epochs, "updates": updates,
                  "compclust_median_s": median, "compclust_min_s": min(times), "compclust_runs": len(times),
                  "updates_per_s": updates / median, "compile_s": compile_s,
                  "minisom_loop_updates_per_s": anchor, "vs_minisom_loop": None if anchor is None else updates / median / anchor,
                  "max_abs_diff": diff, "parity_ok": diff <= PARITY_TOL,
                  "parity_note": "seed 0 of the sweep against fit of its key", "env": environment()}
-        print(f"sweep throughput {data_name:6s} {n_seeds:4d} seeds  {median:8.3f}s  {updates / median:12,.0f} updates/s"
+        print(f"sweep throughput {data_name:6s} {n_seeds:4d} seeds {'vmap' if group == 'all' else 'map ':4s} {median:8.3f}s  {updates / median:12,.0f} updates/s"
               + ("" if anchor is None else f"  x{updates / median / anchor:6.1f} MiniSom loop")
               + f"  compile {compile_s:5.2f}s", flush=True)
         entries.append(entry)
