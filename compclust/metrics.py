@@ -16,7 +16,7 @@ import numpy as np
 from . import topology
 from .activations import FEW_FEATURES, batch_activation, sq_distances
 from .spec import Spec
-from .validation import check_data, check_features, check_missing
+from .validation import check_data, check_features, check_missing, dtype_of
 
 
 class Evaluation(NamedTuple):
@@ -172,7 +172,13 @@ def evaluate_impl(spec: Spec, weights, data) -> Evaluation:
 
 
 def _prepare(weights, data, spec: Spec | None = None, missing: bool = False):
-    weights = check_data(weights, what="weights")
+    # The spec's dtype, or the weights' own float dtype: float64 weights stay float64 under x64.
+    if spec is not None:
+        dtype = dtype_of(spec)
+    else:
+        given = np.dtype(getattr(weights, "dtype", np.float64))
+        dtype = jax.dtypes.canonicalize_dtype(given) if given.kind == "f" else jnp.float32
+    weights = check_data(weights, dtype, what="weights")
     missing = missing or (spec is not None and spec.missing)
     data = check_data(np.atleast_2d(data) if not isinstance(data, jax.Array) or data.ndim == 1 else data,
                       weights.dtype, missing=missing)
