@@ -192,16 +192,19 @@ def competitive_layer(n_units: int, *, activation: str = "neg_sq_euclidean", win
 
 def som(shape, *, topology: str = "rectangular", toroidal: bool = False, kernel: str = "gaussian",
         activation: str = "neg_sq_euclidean", winner: str = "hard", lr_schedule: Schedule = "asymptotic",
-        sigma_schedule: Schedule = "asymptotic", algorithm: str = "online", batch_size: int | None = None,
+        sigma_schedule: Schedule | None = None, algorithm: str = "online", batch_size: int | None = None,
         chunk_size: int | None = None, missing: bool = False, max_missing: float = 0.5,
         too_missing: str = "error", dtype: str = "float32") -> Spec:
     """Kohonen self-organizing map on a 1-D, 2-D (rectangular or hexagonal) or 3-D grid.
 
-    Defaults follow MiniSom: gaussian kernel and asymptotic decay ``v0 / (1 + 2 t / T)``.
-    ``algorithm="batch"`` is Kohonen's batch map (every unit becomes the neighbourhood-weighted
-    mean of the data, the radius on a per-epoch schedule; lr unused); "minibatch" averages the
-    online updates of ``batch_size`` samples (``batch_size=1`` is the online rule).
+    Defaults follow MiniSom: gaussian kernel and asymptotic decay ``v0 / (1 + 2 t / T)`` (which
+    ends at v0 / 3 and ignores the final values). ``algorithm="batch"`` is Kohonen's batch map
+    (every unit becomes the neighbourhood-weighted mean of the data, the radius on a per-epoch
+    schedule, by default somoclu's linear ``sigma -> sigma_final``; lr unused); "minibatch"
+    averages the online updates of ``batch_size`` samples (``batch_size=1`` is the online rule).
     """
+    if sigma_schedule is None:
+        sigma_schedule = "linear" if algorithm == "batch" else "asymptotic"
     grid = Grid(tuple(shape) if isinstance(shape, (tuple, list)) else (shape,), topology, toroidal)
     return Spec(n_units=grid.n_units, grid=grid, activation=activation, winner=winner, kernel=kernel,
                 lr_schedule=lr_schedule, sigma_schedule=sigma_schedule, algorithm=algorithm,
