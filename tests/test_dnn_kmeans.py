@@ -34,7 +34,7 @@ def tiny_images(seed=0, n_per=8):
 
 MLP_SPEC = dk.dnn_kmeans(3, network="mlp", image_shape=(8,), hidden=(16,), n_rounds=6, steps_per_round=10,
                          train_on="centroids+members", members_per_cluster=4, optimizer=optax.adam(3e-2),
-                         dropout=0.0, chunk_size=16)
+                         dropout=0.0, chunk_size=16, seed_strategy="map")  # "map" is "auto" on a CPU
 
 
 def test_faithful_cnn_has_the_authors_parameter_count():
@@ -132,14 +132,14 @@ def test_sweep_equals_fit():
 
     x, y = blobs()
     keys = jax.random.split(jax.random.key(0), 3)
-    spec = dataclasses.replace(MLP_SPEC, seed_strategy="map")
+    spec = MLP_SPEC  # the spec of the fits above: their compiled program is reused
     swept = dk.sweep(jax.random.clone(keys), x, spec, labels=y)
     assert swept.labels.shape == (3, len(x)) and swept.metrics.loss.shape == (3, MLP_SPEC.n_rounds)
     for i in range(3):  # lax.map runs the very program fit runs: bit-identical
         one = dk.fit(keys[i], x, spec, labels=y)
         jax.tree.map(lambda s, f: np.testing.assert_array_equal(s[i], f), swept, one)
     with jax.debug_key_reuse(False):  # jax's checker misfires on vmap of a scan over split keys (test_loop.py)
-        vmapped = dk.sweep(jax.random.clone(keys), x, dataclasses.replace(spec, seed_strategy="vmap"), labels=y)
+        vmapped = dk.sweep(jax.random.clone(keys), x, dataclasses.replace(spec, seed_strategy="vmap"))
     np.testing.assert_array_equal(vmapped.labels, swept.labels)  # batched matmuls may round differently
     np.testing.assert_allclose(vmapped.centroids, swept.centroids, rtol=1e-5, atol=1e-6)
 
