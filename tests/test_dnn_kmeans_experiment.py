@@ -38,7 +38,8 @@ def test_quick_mode_runs_and_resumes(tmp_path, capsys):
     write_tiny_mnist(mnist)
     out = tmp_path / "out"
     summary = experiment.main(["--quick", "--mnist-dir", str(mnist), "--out", str(out), "--seeds", "2"])
-    assert set(summary["methods"]) == {"dnn_kmeans_faithful", "dnn_kmeans_best", "kmeans_sklearn", "competitive_layer"}
+    assert set(summary["methods"]) == {"dnn_kmeans_faithful", "dnn_kmeans_best", "kmeans_sklearn", "kmeans_compclust",
+                                      "competitive_layer"}
     for row in summary["methods"].values():
         assert row["seeds"] == 2
         for stat in row["metrics"].values():
@@ -50,7 +51,7 @@ def test_quick_mode_runs_and_resumes(tmp_path, capsys):
     for picture in ("centroids.png", "faithful_rounds.png"):
         assert (out / picture).read_bytes()[:4] == b"\x89PNG"
     chunks = sorted(p.name for p in (out / "runs").glob("*.npz"))
-    assert len(chunks) == 1 + 1 + 2 + 1  # DNN: chunks of 5 seeds; sklearn: one per seed; competitive: one
+    assert len(chunks) == 1 + 1 + 2 + 1 + 1  # DNN: chunks of 5 seeds; sklearn: one per seed; compclust's: one each
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.npz")}
     capsys.readouterr()
 
