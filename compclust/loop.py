@@ -263,6 +263,18 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
         jax.block_until_ready(result)
         bar.update(validation.check_epochs(n_epochs))
         bar.close()
+    return _warn_if_diverged(spec, result)
+
+
+def _warn_if_diverged(spec: Spec, result):
+    """A run whose weights left the finite numbers says so, rather than handing back NaN quietly."""
+    if not bool(jnp.isfinite(result.state.weights).all()):
+        import warnings
+        hint = (" neurolab's conscience rule moves the winner by lr*|x - w|*(x - w) and diverges once "
+                "lr*|x - w| > 2: scale the data (fit_scaler(..., 'global_norm')) or lower lr." if spec.winner ==
+                "conscience" else " Lower the learning rate, scale the data, or check the kernel (a mexican hat "
+                "repels units).")
+        warnings.warn("training diverged: some weights are NaN or infinite." + hint, RuntimeWarning, stacklevel=3)
     return result
 
 
@@ -291,7 +303,7 @@ def _fit_with_progress(key, data, spec, hparams, n_epochs, *, init, order, trace
         # The state one call would start from; the flag to check_total_epochs below is then set by hand.
         validation.check_init(init, spec, data, dtype)
         if isinstance(init, str):
-            weights = _start_weights(init, spec, jax.random.split(key)[0], data)
+            weights = _start_weights(init, spec, jax.random.split(jax.random.clone(key))[0], data)
         else:
             weights = validation.check_init(init, spec, data, dtype)
         resume, total_epochs = initial_state(spec, jnp.asarray(weights, dtype)), total_epochs or n_epochs
@@ -302,8 +314,10 @@ def _fit_with_progress(key, data, spec, hparams, n_epochs, *, init, order, trace
     try:
         for first in range(0, n_epochs, chunk):
             chunk_order = None if order is None else order[first:first + chunk]
-            result = fit(key, data, spec, hparams, chunk, order=chunk_order, trace=trace, resume=resume,
-                         total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics)
+            # The same key every chunk, by design (epoch e draws from fold_in(key, e)): cloned so
+            # that JAX's key-reuse checker sees no reuse.
+            result = fit(jax.random.clone(key), data, spec, hparams, chunk, order=chunk_order, trace=trace,
+                         resume=resume, total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics)
             jax.block_until_ready(result)
             results.append(result)
             resume = result.state
@@ -351,15 +365,16 @@ def default_group_size(backend: str) -> int | None:
     return 1 if backend == "cpu" else None
 
 
-def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, *, spec, n_epochs, init, trace, hparam_axes,
-                seed_axes, group_size=None, seed_mesh=None, epoch_metrics=True):
+def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None, *, spec, n_epochs, init, trace,
+                hparam_axes, seed_axes, group_size=None, seed_mesh=None, epoch_metrics=True, total_epochs=None):
     """Every (hparams, seed) run of a sweep. Each device takes its share of the seeds (``shard_map``
     over ``seed_mesh``'s "seeds" axis, when given) and runs its H x S_local runs as ``lax.map`` over
-    groups of ``group_size`` vmapped runs (None: all vmapped at once)."""
+    groups of ``group_size`` vmapped runs (None: all vmapped at once). ``resume`` holds one State
+    per run (leading ``[S]`` or ``[H, S]``)."""
     weights_axis, order_axis = seed_axes
     swept = [axis is not None for axis in hparam_axes]
 
-    def on_device(keys, hparams, init_weights, order):
+    def on_device(keys, hparams, init_weights, order, resume):
         n_local = keys.shape[0]
         n_settings = next((np.shape(v)[0] for v, s in zip(hparams, swept) if s), 1)
         n_runs = n_settings * n_local
@@ -369,8 +384,10 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, *, spec, n_e
             hp = Hparams(*(v[setting] if s else v for v, s in zip(hparams, swept)))
             weights = init_weights if weights_axis is None else init_weights[seed]
             seed_order = order if order_axis is None else order[seed]
-            return _fit_impl(keys[seed], data, hp, weights, seed_order, tol=tol, spec=spec, n_epochs=n_epochs,
-                             init=init, trace=trace, epoch_metrics=epoch_metrics)
+            start = None if resume is None else jax.tree_util.tree_map(
+                lambda leaf: leaf[setting, seed] if any(swept) else leaf[seed], resume)
+            return _fit_impl(keys[seed], data, hp, weights, seed_order, start, tol=tol, spec=spec, n_epochs=n_epochs,
+                             init=init, trace=trace, epoch_metrics=epoch_metrics, total_epochs=total_epochs)
 
         runs = jnp.arange(n_runs, dtype=jnp.int32)
         if group_size is None or group_size >= n_runs:
@@ -382,17 +399,19 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, *, spec, n_e
         return result
 
     if seed_mesh is None:
-        return on_device(keys, hparams, init_weights, order)
+        return on_device(keys, hparams, init_weights, order, resume)
     by_seed, shared = PartitionSpec("seeds"), PartitionSpec()
-    in_specs = (by_seed, shared, by_seed if weights_axis == 0 else shared, by_seed if order_axis == 0 else shared)
-    out_specs = PartitionSpec(None, "seeds") if any(swept) else by_seed
-    return jax.shard_map(on_device, mesh=seed_mesh, in_specs=in_specs, out_specs=out_specs,
-                         check_vma=False)(keys, hparams, init_weights, order)
+    by_run = PartitionSpec(None, "seeds") if any(swept) else by_seed
+    in_specs = (by_seed, shared, by_seed if weights_axis == 0 else shared, by_seed if order_axis == 0 else shared,
+                None if resume is None else by_run)
+    return jax.shard_map(on_device, mesh=seed_mesh, in_specs=in_specs, out_specs=by_run,
+                         check_vma=False)(keys, hparams, init_weights, order, resume)
 
 
 def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
           trace: bool = False, tol: float | None = None, group_size: int | None = None,
-          epoch_metrics: bool = True) -> FitResult:
+          epoch_metrics: bool = True, resume: State | None = None, total_epochs: int | None = None,
+          progress: bool = False) -> FitResult:
     """``fit`` for many seeds (and hyperparameter values) as one compiled program.
 
     keys: ``[S]`` keys, e.g. ``jax.random.split(jax.random.key(0), 64)``.
@@ -410,20 +429,89 @@ def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="rand
       stay in cache (64 digits maps: 2.4x faster than vmap), all runs at once on a GPU. Results
       are the same for every group size.
     epoch_metrics: as in ``fit``.
+    resume, total_epochs: as in ``fit``, with one State per run (an earlier sweep's ``state``, leading
+      ``[S]`` or ``[H, S]``) and the same keys: chunks reproduce one uninterrupted sweep.
+    progress: a progress bar over epochs; the sweep then runs as equal compiled chunks of epochs
+      (compiled once; equal to one call bit for bit). With ``tol`` it stays one call.
     """
+    if progress and tol is None:
+        return _sweep_with_progress(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
+                                    group_size=group_size, epoch_metrics=epoch_metrics, resume=resume,
+                                    total_epochs=total_epochs)
+    bar = _progress_bar(n_epochs) if progress else None
     jitted, args, static = sweep_call(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
-                                      tol=tol, group_size=group_size, epoch_metrics=epoch_metrics)
-    return jitted(*args, **static)
+                                      tol=tol, group_size=group_size, epoch_metrics=epoch_metrics, resume=resume,
+                                      total_epochs=total_epochs)
+    result = jitted(*args, **static)
+    if bar is not None:
+        jax.block_until_ready(result)
+        bar.update(validation.check_epochs(n_epochs))
+        bar.close()
+    return _warn_if_diverged(spec, result)
+
+
+def _sweep_with_progress(keys, data, spec, hparams, n_epochs, *, init, order, trace, group_size, epoch_metrics,
+                         resume, total_epochs):
+    """``sweep`` as equal chunks of epochs that resume one another (see ``_fit_with_progress``)."""
+    n_epochs = validation.check_epochs(n_epochs)
+    keys = validation.check_keys(keys, batched=True)
+    dtype = validation.dtype_of(spec)
+    data = validation.check_missing(spec, validation.check_data(data, dtype, missing=spec.missing))
+    hparams = validation.check_hparams(hparams, spec, dtype, sweepable=True)
+    n_seeds = keys.shape[0]
+    order = validation.check_order(order, data.shape[0], n_epochs, per_seed=n_seeds)
+    if resume is None:
+        given = validation.check_init(init, spec, data, dtype, per_seed=n_seeds)
+        if isinstance(init, str):
+            weights = jax.vmap(lambda key: _start_weights(init, spec, jax.random.split(key)[0], data))(
+                jax.random.clone(keys))
+        else:
+            weights = jnp.broadcast_to(jnp.asarray(given, dtype), (n_seeds, spec.n_units, data.shape[1]))
+        n_settings = next((np.shape(v)[0] for v in hparams if np.ndim(v) == 1), None)
+        if n_settings is not None:
+            weights = jnp.broadcast_to(weights, (n_settings, *weights.shape))
+        flat = weights.reshape(-1, *weights.shape[-2:])
+        resume = jax.tree_util.tree_map(lambda leaf: leaf.reshape(*weights.shape[:-2], *leaf.shape[1:]),
+                                        jax.vmap(lambda w: initial_state(spec, w))(flat))
+        total_epochs = total_epochs or n_epochs
+    chunk = chunk_length(n_epochs)
+    bar = _progress_bar(n_epochs)
+    results = []
+    try:
+        for first in range(0, n_epochs, chunk):
+            chunk_order = None if order is None else order[..., first:first + chunk, :]
+            result = sweep(jax.random.clone(keys), data, spec, hparams, chunk, order=chunk_order, trace=trace,
+                           group_size=group_size,
+                           epoch_metrics=epoch_metrics, resume=resume, total_epochs=total_epochs)
+            jax.block_until_ready(result)
+            results.append(result)
+            resume = result.state
+            bar.update(chunk)
+    finally:
+        bar.close()
+    metrics = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts, axis=-1), *[r.metrics for r in results])
+    steps = None if results[0].trace is None else jax.tree_util.tree_map(
+        lambda *parts: jnp.concatenate(parts, axis=-2), *[r.trace for r in results])
+    n_iter = sum(r.n_iter for r in results)
+    return FitResult(state=results[-1].state, metrics=metrics, trace=steps, n_iter=n_iter)
 
 
 def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False, tol=None,
-               group_size=None, epoch_metrics=True):
+               group_size=None, epoch_metrics=True, resume=None, total_epochs=None):
     """What ``sweep`` runs, validated and placed but not run: ``(jitted, args, static_kwargs)``."""
     keys = validation.check_keys(keys, batched=True)
     n_seeds = keys.shape[0]
+    if resume is not None:
+        init = None  # the weights come from the resumed states
     data, hparams, n_epochs, init, init_weights, order, tol = _prepare(
         spec, data, hparams, n_epochs, init, order, True, n_seeds, trace=trace, tol=tol)
     hparam_axes = tuple(0 if jnp.ndim(v) == 1 else None for v in hparams)
+    runs_shape = (n_seeds,) if all(axis is None for axis in hparam_axes) else \
+        (next(np.shape(v)[0] for v in hparams if np.ndim(v) == 1), n_seeds)
+    resume = validation.check_swept_resume(resume, runs_shape, spec, data.shape[1], data.dtype)
+    total_epochs = validation.check_total_epochs(
+        total_epochs, n_epochs, None if resume is None else resume._replace(step=np.max(np.asarray(resume.step))),
+        steps_per_epoch(spec, data.shape[0], order))
     weights_axis = 0 if init_weights is not None and init_weights.ndim == 3 else None
     order_axis = 0 if order is not None and order.ndim == 3 else None
     if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer))
@@ -441,15 +529,19 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
             init_weights = jax.device_put(init_weights, by_seed)
         if order_axis == 0:
             order = jax.device_put(order, by_seed)
+        if resume is not None:
+            by_run = NamedSharding(seed_mesh, PartitionSpec(None, "seeds") if len(runs_shape) == 2 else
+                                   PartitionSpec("seeds"))
+            resume = jax.device_put(resume, by_run)
     if not epoch_metrics and tol is not None:
         raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
     static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes", "group_size", "seed_mesh",
-                    "epoch_metrics")
+                    "epoch_metrics", "total_epochs")
     jitted = _compiled(_sweep_impl, static_names, backend, spec.algorithm)
-    return jitted, (keys, data, hparams, init_weights, order, tol), dict(
+    return jitted, (keys, data, hparams, init_weights, order, tol, resume), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
         seed_axes=(weights_axis, order_axis), group_size=group_size, seed_mesh=seed_mesh,
-        epoch_metrics=bool(epoch_metrics))
+        epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs)
 
 
 @functools.cache

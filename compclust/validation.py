@@ -261,6 +261,27 @@ def check_total_epochs(total_epochs, n_epochs: int, resume, n_steps: int):
     return total_epochs
 
 
+def check_swept_resume(state, runs_shape: tuple, spec: Spec, n_features: int, dtype):
+    """One State per run of a sweep (an earlier sweep's ``state``): leading axes ``runs_shape``."""
+    if state is None:
+        return None
+    fields = ("weights", "conscience", "counts", "step")
+    if not all(hasattr(state, f) for f in fields):
+        raise ValueError(f"resume must be the State of an earlier sweep (fields {fields}), got {type(state).__name__}")
+    expected = (*runs_shape, spec.n_units, n_features)
+    if tuple(np.shape(state.weights)) != expected:
+        raise ValueError(f"resumed weights have shape {tuple(np.shape(state.weights))}, expected {expected} "
+                         "(one State per run of this sweep)")
+    for name, shape in (("conscience", (*runs_shape, spec.n_units)), ("counts", (*runs_shape, spec.n_units)),
+                        ("step", runs_shape)):
+        if tuple(np.shape(getattr(state, name))) != shape:
+            raise ValueError(f"resumed {name} has shape {tuple(np.shape(getattr(state, name)))}, expected {shape}")
+    if not _all_finite(state.weights):
+        raise ValueError("resumed weights contain non-finite values (NaN or inf)")
+    return type(state)(weights=_as_dtype(state.weights, dtype), conscience=_as_dtype(state.conscience, dtype),
+                       counts=_as_dtype(state.counts, dtype), step=_as_dtype(state.step, np.int32))
+
+
 def check_resume(state, spec: Spec, n_features: int, dtype):
     """A State from an earlier ``fit`` of the same spec on data with the same features."""
     fields = ("weights", "conscience", "counts", "step")
