@@ -69,7 +69,7 @@ def run(seed: int = 0, epochs=(100, 1000), out_dir="results", plot: bool = True,
     for n_epochs in epochs:
         start = time.perf_counter()
         # One key for every run: the same 5 initial samples, so longer runs extend shorter ones.
-        result = compclust.fit(jax.random.key(seed), data, spec, hparams, n_epochs, order=order)
+        result = compclust.fit(jax.random.key(seed), data, spec, hparams, n_epochs, order=order, progress=True)
         weights = np.asarray(jax.block_until_ready(result.state.weights))
         seconds = time.perf_counter() - start
         centres = compclust.inverse_transform(scaler, weights)

@@ -34,7 +34,7 @@ def digits_som(out_dir, n_epochs: int) -> dict:
     data = compclust.transform(compclust.fit_scaler(images, "minmax"), images)
     spec = compclust.som(SOM_SHAPE)
     start = time.perf_counter()
-    result = compclust.fit(jax.random.key(0), data, spec, SOM_HPARAMS, n_epochs, init="pca")
+    result = compclust.fit(jax.random.key(0), data, spec, SOM_HPARAMS, n_epochs, init="pca", progress=True)
     weights = np.asarray(jax.block_until_ready(result.state.weights))
     seconds = time.perf_counter() - start
     files = {"u_matrix": plots.save_figure(plots.plot_u_matrix(spec, weights),
@@ -53,7 +53,8 @@ def digits_sweep(n_seeds: int, n_epochs: int) -> dict:
     data = compclust.transform(compclust.fit_scaler(images, "minmax"), images)
     keys = jax.random.split(jax.random.key(0), n_seeds)
     start = time.perf_counter()
-    result = compclust.sweep(keys, data, compclust.som(SOM_SHAPE), SOM_HPARAMS, n_epochs, init="pca")
+    result = compclust.sweep(keys, data, compclust.som(SOM_SHAPE), SOM_HPARAMS, n_epochs, init="pca",
+                             progress=True)
     jax.block_until_ready(result.state.weights)
     seconds = time.perf_counter() - start
     qe = np.asarray(result.metrics.quantization_error[:, -1], np.float64)
