@@ -2,6 +2,7 @@
 reproduce each anchor's own epoch, and its workloads produce passing records. Skips what is not installed;
 the anchors live in the ``bench`` extra (somoclu by the steps in the module's docstring)."""
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -15,11 +16,18 @@ def digits(n=300):
     return np.ascontiguousarray(images[:n] / 16.0, np.float32)
 
 
+# fastersom (PyTorch) and somoclu are the benchmark's anchors (the ``bench`` extra), and the benchmark
+# checks their rules on every run; loading PyTorch's and somoclu's native libraries into the test
+# process beside XLA's compiler is not something the suite should depend on, so they are checked
+# here only on request.
+IN_PROCESS_ANCHORS = ["xpysom"] + (["fastersom", "somoclu"] if os.environ.get("COMPCLUST_BENCH_ANCHOR_TESTS") else [])
+
+
 def needs(module):
     return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} is not installed")
 
 
-@pytest.mark.parametrize("anchor", ["xpysom", "fastersom", "somoclu"])
+@pytest.mark.parametrize("anchor", IN_PROCESS_ANCHORS)
 def test_anchor_epoch_is_the_float64_batch_map(anchor):
     """The kernel width convention read from each anchor's source: one anchor epoch equals the NumPy
     transcription with sigma = coefficient x the anchor's width."""
@@ -34,7 +42,7 @@ def test_anchor_epoch_is_the_float64_batch_map(anchor):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("anchor", ["xpysom", "fastersom", "somoclu"])
+@pytest.mark.parametrize("anchor", IN_PROCESS_ANCHORS)
 def test_anchor_schedule(anchor):
     """Full runs follow the per-epoch widths transcribed from the anchors' sources."""
     label, train, one_epoch, module, coeff = bb.SOM_ANCHORS[anchor]
