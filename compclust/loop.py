@@ -254,14 +254,20 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
     if progress and tol is None:
         return _fit_with_progress(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
                                   resume=resume, total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics)
-    bar = _progress_bar(n_epochs) if progress else None
-    jitted, args, static = fit_call(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
-                                    resume=resume, total_epochs=total_epochs, tol=tol, mesh=mesh,
-                                    epoch_metrics=epoch_metrics)
+    call = fit_call(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace, resume=resume,
+                    total_epochs=total_epochs, tol=tol, mesh=mesh, epoch_metrics=epoch_metrics)
+    return _run(spec, call, n_epochs if progress else None)
+
+
+def _run(spec: Spec, call, bar_epochs=None):
+    """Runs a validated ``(jitted, args, static)`` call as one compiled program: with ``bar_epochs``
+    a bar that moves once, at the end; a run whose weights diverged to NaN/inf warns."""
+    jitted, args, static = call
+    bar = None if bar_epochs is None else _progress_bar(bar_epochs)
     result = jitted(*args, **static)
     if bar is not None:
         jax.block_until_ready(result)
-        bar.update(validation.check_epochs(n_epochs))
+        bar.update(validation.check_epochs(bar_epochs))
         bar.close()
     return _warn_if_diverged(spec, result)
 
@@ -438,16 +444,9 @@ def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="rand
         return _sweep_with_progress(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
                                     group_size=group_size, epoch_metrics=epoch_metrics, resume=resume,
                                     total_epochs=total_epochs)
-    bar = _progress_bar(n_epochs) if progress else None
-    jitted, args, static = sweep_call(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
-                                      tol=tol, group_size=group_size, epoch_metrics=epoch_metrics, resume=resume,
-                                      total_epochs=total_epochs)
-    result = jitted(*args, **static)
-    if bar is not None:
-        jax.block_until_ready(result)
-        bar.update(validation.check_epochs(n_epochs))
-        bar.close()
-    return _warn_if_diverged(spec, result)
+    call = sweep_call(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace, tol=tol,
+                      group_size=group_size, epoch_metrics=epoch_metrics, resume=resume, total_epochs=total_epochs)
+    return _run(spec, call, n_epochs if progress else None)
 
 
 def _sweep_with_progress(keys, data, spec, hparams, n_epochs, *, init, order, trace, group_size, epoch_metrics,

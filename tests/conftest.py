@@ -17,3 +17,19 @@ if "COMPCLUST_MNIST_DIR" not in os.environ and _SHARED_MNIST.is_dir():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+MAPS = Path("/proc/self/maps")
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    """XLA:CPU maps about 80 memory regions per compiled program, and Linux allows a process 65,530
+    (vm.max_map_count): past ~800 live programs the next compilation segfaults. The suite compiles
+    far more than that (check_estimator alone fits every estimator on a dozen shapes), so once the
+    count passes half the limit, JAX's caches are dropped, which unmaps them."""
+    yield
+    if MAPS.exists() and sum(1 for _ in MAPS.open()) > 30_000:
+        import gc
+        jax.clear_caches()
+        gc.collect()
