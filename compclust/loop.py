@@ -314,25 +314,36 @@ def _fit_with_progress(key, data, spec, hparams, n_epochs, *, init, order, trace
             weights = validation.check_init(init, spec, data, dtype)
         resume, total_epochs = initial_state(spec, jnp.asarray(weights, dtype)), total_epochs or n_epochs
     order = validation.check_order(order, data.shape[0], n_epochs)
+
+    def run_chunk(first, chunk, start):
+        # The same key every chunk, by design (epoch e draws from fold_in(key, e)): cloned so that
+        # JAX's key-reuse checker sees no reuse.
+        return fit(jax.random.clone(key), data, spec, hparams, chunk,
+                   order=None if order is None else order[first:first + chunk], trace=trace, resume=start,
+                   total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics)
+
+    return _in_chunks(run_chunk, n_epochs, resume)
+
+
+def _in_chunks(run_chunk, n_epochs: int, resume) -> FitResult:
+    """``run_chunk(first_epoch, n, start_state)`` over equal chunks of epochs, each resuming the last,
+    with a progress bar moving between them; the chunks' results joined along the epoch axis
+    (the last of the metrics, the second-to-last of the per-step trace; in fits and sweeps alike)."""
     chunk = chunk_length(n_epochs)
     bar = _progress_bar(n_epochs)
     results = []
     try:
         for first in range(0, n_epochs, chunk):
-            chunk_order = None if order is None else order[first:first + chunk]
-            # The same key every chunk, by design (epoch e draws from fold_in(key, e)): cloned so
-            # that JAX's key-reuse checker sees no reuse.
-            result = fit(jax.random.clone(key), data, spec, hparams, chunk, order=chunk_order, trace=trace,
-                         resume=resume, total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics)
-            jax.block_until_ready(result)
+            result = jax.block_until_ready(run_chunk(first, chunk, resume))
             results.append(result)
             resume = result.state
             bar.update(chunk)
     finally:
         bar.close()
-    joined = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *[(r.metrics, r.trace) for r in results])
-    return FitResult(state=results[-1].state, metrics=joined[0], trace=joined[1],
-                     n_iter=jnp.asarray(n_epochs, jnp.int32))
+    metrics = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts, axis=-1), *[r.metrics for r in results])
+    steps = None if results[0].trace is None else jax.tree_util.tree_map(
+        lambda *parts: jnp.concatenate(parts, axis=-2), *[r.trace for r in results])
+    return FitResult(state=results[-1].state, metrics=metrics, trace=steps, n_iter=sum(r.n_iter for r in results))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -473,26 +484,13 @@ def _sweep_with_progress(keys, data, spec, hparams, n_epochs, *, init, order, tr
         resume = jax.tree_util.tree_map(lambda leaf: leaf.reshape(*weights.shape[:-2], *leaf.shape[1:]),
                                         jax.vmap(lambda w: initial_state(spec, w))(flat))
         total_epochs = total_epochs or n_epochs
-    chunk = chunk_length(n_epochs)
-    bar = _progress_bar(n_epochs)
-    results = []
-    try:
-        for first in range(0, n_epochs, chunk):
-            chunk_order = None if order is None else order[..., first:first + chunk, :]
-            result = sweep(jax.random.clone(keys), data, spec, hparams, chunk, order=chunk_order, trace=trace,
-                           group_size=group_size,
-                           epoch_metrics=epoch_metrics, resume=resume, total_epochs=total_epochs)
-            jax.block_until_ready(result)
-            results.append(result)
-            resume = result.state
-            bar.update(chunk)
-    finally:
-        bar.close()
-    metrics = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts, axis=-1), *[r.metrics for r in results])
-    steps = None if results[0].trace is None else jax.tree_util.tree_map(
-        lambda *parts: jnp.concatenate(parts, axis=-2), *[r.trace for r in results])
-    n_iter = sum(r.n_iter for r in results)
-    return FitResult(state=results[-1].state, metrics=metrics, trace=steps, n_iter=n_iter)
+
+    def run_chunk(first, chunk, start):
+        return sweep(jax.random.clone(keys), data, spec, hparams, chunk,
+                     order=None if order is None else order[..., first:first + chunk, :], trace=trace,
+                     group_size=group_size, epoch_metrics=epoch_metrics, resume=start, total_epochs=total_epochs)
+
+    return _in_chunks(run_chunk, n_epochs, resume)
 
 
 def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False, tol=None,
