@@ -75,6 +75,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import compclust as cc  # noqa: E402
+from experiments.bench import timed  # noqa: E402  (bench imports this module only inside its main)
 
 # The batch SOM on MNIST does not let two float32 implementations agree to 1e-4 after 20 epochs, whatever
 # the rule: at a wide neighbourhood the units are nearly equal, so many samples sit on near-ties between
@@ -106,16 +107,6 @@ ANCHOR_RULES = {
 
 
 # ----------------------------------------------------------------------------------------------- timing
-
-def timed(fn, repeats):
-    """Seconds of ``repeats`` calls of fn (its result blocked on), and the last result."""
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return times, out
-
 
 def compile_seconds(call):
     """Seconds to ``lower().compile()`` the jitted call that ``call()`` gives as ``(jitted, args, static
