@@ -396,21 +396,25 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
         n_settings = next((np.shape(v)[0] for v, s in zip(hparams, swept) if s), 1)
         n_runs = n_settings * n_local
 
-        def fit_run(run):  # run = setting * n_local + seed
+        def fit_run(run_and_key):  # run = setting * n_local + seed
+            run, key = run_and_key
             setting, seed = run // n_local, run % n_local
             hp = Hparams(*(v[setting] if s else v for v, s in zip(hparams, swept)))
             weights = init_weights if weights_axis is None else init_weights[seed]
             seed_order = order if order_axis is None else order[seed]
             start = None if resume is None else jax.tree_util.tree_map(
                 lambda leaf: leaf[setting, seed] if any(swept) else leaf[seed], resume)
-            return _fit_impl(keys[seed], data, hp, weights, seed_order, start, tol=tol, spec=spec, n_epochs=n_epochs,
+            return _fit_impl(key, data, hp, weights, seed_order, start, tol=tol, spec=spec, n_epochs=n_epochs,
                              init=init, trace=trace, epoch_metrics=epoch_metrics, total_epochs=total_epochs)
 
         runs = jnp.arange(n_runs, dtype=jnp.int32)
+        # Each run is handed its key rather than indexing a closed-over array of keys inside the loop,
+        # which JAX's key-reuse checker reads as one key consumed on every iteration.
+        run_keys = keys[runs % n_local]
         if group_size is None or group_size >= n_runs:
-            result = jax.vmap(fit_run)(runs)
+            result = jax.vmap(fit_run)((runs, run_keys))
         else:
-            result = lax.map(fit_run, runs, batch_size=None if group_size == 1 else group_size)
+            result = lax.map(fit_run, (runs, run_keys), batch_size=None if group_size == 1 else group_size)
         if any(swept):
             result = jax.tree_util.tree_map(lambda leaf: leaf.reshape(n_settings, n_local, *leaf.shape[1:]), result)
         return result
