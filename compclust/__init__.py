@@ -35,13 +35,15 @@ __all__ += list(_DNN_KMEANS)
 
 # scikit-learn estimators (compclust.estimators) load on first use: importing sklearn costs ~1 s.
 __all__ += ["Model", "save", "load", "estimators"]
+# Deep clustering (compclust.deep) imports flax and, for its UMAP methods, umap-learn: on first use too.
+__all__ += ["deep"]
 
 
 def __getattr__(name):
-    if name == "estimators":
+    if name in ("estimators", "deep"):
         import importlib
 
-        return importlib.import_module(".estimators", __name__)
+        return importlib.import_module(f".{name}", __name__)
     if name in _DNN_KMEANS:
         from .algorithms import dnn_kmeans as module
         return getattr(module, _DNN_KMEANS[name])

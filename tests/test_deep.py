@@ -193,6 +193,30 @@ def test_every_method_runs_and_a_som_clusterer_is_read_as_two_levels():
     assert result.extra["clusterer_weights"].shape == (9, 4) and set(np.unique(result.labels)) <= {0, 1}
 
 
+def test_restarts_run_as_one_call_and_any_flax_autoencoder_plugs_in():
+    import flax.linen as nn
+
+    class Encoder(nn.Module):  # a user's own halves: one layer each
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(jnp.tanh(nn.Dense(12)(x)))
+
+    class Decoder(nn.Module):
+        @nn.compact
+        def __call__(self, z):
+            return nn.Dense(50)(jnp.tanh(nn.Dense(12)(z)))
+
+    data, labels = rings(200, seed=2)
+    config = deep.DeepConfig(n_clusters=2, method="ae+cluster", model=deep.Autoencoder(Encoder(), Decoder()),
+                             pretrain=deep.PretrainConfig(epochs=5, batch_size=50), clusterer_restarts=2)
+    chosen = deep.run_restarts(jax.random.split(jax.random.key(0), 3), data, config)
+    assert len(chosen.runs) == 3 and chosen.scores.shape == (3,)
+    assert chosen.best_index == int(np.argmax(chosen.scores))
+    assert chosen.best.embedding.shape == (200, 3)
+    single = deep.run(jax.random.split(jax.random.key(0), 3)[chosen.best_index], data, config)
+    np.testing.assert_array_equal(single.labels, chosen.best.labels)
+
+
 def test_agreement_picks_the_run_most_like_the_others():
     truth = np.repeat(np.arange(3), 20)
     merged = np.where(truth == 2, 1, truth)  # two clusters merged
