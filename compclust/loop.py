@@ -96,7 +96,10 @@ def _data_blocks(spec: Spec, data, mesh):
     if mesh is None:
         return as_blocks(data, spec.chunk_size)
     blocks, valid = as_blocks(data, spec.chunk_size, mesh.shape["data"])
-    by_rows = NamedSharding(mesh, PartitionSpec(None, "data"))
+    # Inside a sweep's shard_map (manual over "seeds") the constraint must name the context's
+    # abstract mesh, whose "seeds" axis is manual there; elsewhere the mesh itself.
+    context = jax.sharding.get_abstract_mesh()
+    by_rows = NamedSharding(mesh if context.empty else context, PartitionSpec(None, "data"))
     return lax.with_sharding_constraint(blocks, by_rows), lax.with_sharding_constraint(valid, by_rows)
 
 
@@ -383,13 +386,17 @@ def default_group_size(backend: str) -> int | None:
 
 
 def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None, *, spec, n_epochs, init, trace,
-                hparam_axes, seed_axes, group_size=None, seed_mesh=None, epoch_metrics=True, total_epochs=None):
-    """Every (hparams, seed) run of a sweep. Each device takes its share of the seeds (``shard_map``
-    over ``seed_mesh``'s "seeds" axis, when given) and runs its H x S_local runs as ``lax.map`` over
-    groups of ``group_size`` vmapped runs (None: all vmapped at once). ``resume`` holds one State
-    per run (leading ``[S]`` or ``[H, S]``)."""
+                hparam_axes, seed_axes, group_size=None, mesh=None, epoch_metrics=True, total_epochs=None):
+    """Every (hparams, seed) run of a sweep. Each group of devices along ``mesh``'s "seeds" axis (when
+    it has one) takes its share of the seeds (``shard_map``, manual over "seeds" only) and runs its
+    H x S_local runs as ``lax.map`` over groups of ``group_size`` vmapped runs (None: all vmapped at
+    once). Over a "data" axis of size > 1 every run's rows are split as in ``fit`` (``_data_blocks``):
+    that axis stays with XLA's partitioner, which sums each run's statistics over it. ``resume``
+    holds one State per run (leading ``[S]`` or ``[H, S]``)."""
     weights_axis, order_axis = seed_axes
     swept = [axis is not None for axis in hparam_axes]
+    axes = () if mesh is None else mesh.axis_names
+    data_mesh = mesh if "data" in axes and mesh.shape["data"] > 1 else None
 
     def on_device(keys, hparams, init_weights, order, resume):
         n_local = keys.shape[0]
@@ -405,7 +412,8 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
             start = None if resume is None else jax.tree_util.tree_map(
                 lambda leaf: leaf[setting, seed] if any(swept) else leaf[seed], resume)
             return _fit_impl(key, data, hp, weights, seed_order, start, tol=tol, spec=spec, n_epochs=n_epochs,
-                             init=init, trace=trace, epoch_metrics=epoch_metrics, total_epochs=total_epochs)
+                             init=init, trace=trace, epoch_metrics=epoch_metrics, total_epochs=total_epochs,
+                             mesh=data_mesh)
 
         runs = jnp.arange(n_runs, dtype=jnp.int32)
         # Each run is handed its key rather than indexing a closed-over array of keys inside the loop,
@@ -419,20 +427,20 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
             result = jax.tree_util.tree_map(lambda leaf: leaf.reshape(n_settings, n_local, *leaf.shape[1:]), result)
         return result
 
-    if seed_mesh is None:
+    if "seeds" not in axes:  # one device, or a mesh with only a "data" axis: jit partitions the rows
         return on_device(keys, hparams, init_weights, order, resume)
     by_seed, shared = PartitionSpec("seeds"), PartitionSpec()
     by_run = PartitionSpec(None, "seeds") if any(swept) else by_seed
     in_specs = (by_seed, shared, by_seed if weights_axis == 0 else shared, by_seed if order_axis == 0 else shared,
                 None if resume is None else by_run)
-    return jax.shard_map(on_device, mesh=seed_mesh, in_specs=in_specs, out_specs=by_run,
+    return jax.shard_map(on_device, mesh=mesh, in_specs=in_specs, out_specs=by_run, axis_names={"seeds"},
                          check_vma=False)(keys, hparams, init_weights, order, resume)
 
 
 def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,
           trace: bool = False, tol: float | None = None, group_size: int | None = None,
           epoch_metrics: bool = True, resume: State | None = None, total_epochs: int | None = None,
-          progress: bool = False) -> FitResult:
+          progress: bool = False, mesh: Mesh | None = None) -> FitResult:
     """``fit`` for many seeds (and hyperparameter values) as one compiled program.
 
     keys: ``[S]`` keys, e.g. ``jax.random.split(jax.random.key(0), 64)``.
@@ -442,6 +450,11 @@ def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="rand
     order: as in ``fit`` (shared by all seeds), or one per seed ``[S, n_epochs, n_steps]``.
     Where several devices are visible and S divides evenly, the seed axis is sharded over them
     (on a CPU: ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before importing jax).
+    mesh: where to run instead: a ``jax.sharding.Mesh`` with axes "seeds" and/or "data", e.g.
+      ``Mesh(np.array(jax.devices()).reshape(2, 4), ("seeds", "data"))``: the seeds split over "seeds"
+      (S must divide evenly), each run's rows over "data" as in ``fit`` (batch and minibatch families;
+      an online sweep's "data" axis must have size 1), all in one compiled program. Equal to the
+      unsharded sweep to float rounding of the sums.
     tol: as in ``fit``; each run freezes when it converges, so ``sweep(keys)[..., i]`` still equals
     ``fit(keys[i])``.
     group_size: how the H x S runs share a device: groups of ``group_size`` runs vmapped in lockstep,
@@ -458,14 +471,15 @@ def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="rand
     if progress and tol is None:
         return _sweep_with_progress(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
                                     group_size=group_size, epoch_metrics=epoch_metrics, resume=resume,
-                                    total_epochs=total_epochs)
+                                    total_epochs=total_epochs, mesh=mesh)
     call = sweep_call(keys, data, spec, hparams, n_epochs, init=init, order=order, trace=trace, tol=tol,
-                      group_size=group_size, epoch_metrics=epoch_metrics, resume=resume, total_epochs=total_epochs)
+                      group_size=group_size, epoch_metrics=epoch_metrics, resume=resume, total_epochs=total_epochs,
+                      mesh=mesh)
     return _run(spec, call, n_epochs if progress else None)
 
 
 def _sweep_with_progress(keys, data, spec, hparams, n_epochs, *, init, order, trace, group_size, epoch_metrics,
-                         resume, total_epochs):
+                         resume, total_epochs, mesh=None):
     """``sweep`` as equal chunks of epochs that resume one another (see ``_fit_with_progress``)."""
     n_epochs = validation.check_epochs(n_epochs)
     keys = validation.check_keys(keys, batched=True)
@@ -492,13 +506,14 @@ def _sweep_with_progress(keys, data, spec, hparams, n_epochs, *, init, order, tr
     def run_chunk(first, chunk, start):
         return sweep(jax.random.clone(keys), data, spec, hparams, chunk,
                      order=None if order is None else order[..., first:first + chunk, :], trace=trace,
-                     group_size=group_size, epoch_metrics=epoch_metrics, resume=start, total_epochs=total_epochs)
+                     group_size=group_size, epoch_metrics=epoch_metrics, resume=start, total_epochs=total_epochs,
+                     mesh=mesh)
 
     return _in_chunks(run_chunk, n_epochs, resume)
 
 
 def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False, tol=None,
-               group_size=None, epoch_metrics=True, resume=None, total_epochs=None):
+               group_size=None, epoch_metrics=True, resume=None, total_epochs=None, mesh=None):
     """What ``sweep`` runs, validated and placed but not run: ``(jitted, args, static_kwargs)``."""
     keys = validation.check_keys(keys, batched=True)
     n_seeds = keys.shape[0]
@@ -520,28 +535,31 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
         raise ValueError(f"group_size must be a positive integer or None, got {group_size!r}")
     backend = jax.default_backend()
     group_size = default_group_size(backend) if group_size is None else int(group_size)
+    mesh = validation.check_mesh(mesh, spec, n_seeds=n_seeds)
     devices = jax.devices()
-    seed_mesh = None
-    if len(devices) > 1 and n_seeds % len(devices) == 0:
-        seed_mesh = _seed_mesh(tuple(devices))
-        by_seed = NamedSharding(seed_mesh, PartitionSpec("seeds"))
+    if mesh is None and len(devices) > 1 and n_seeds % len(devices) == 0:
+        mesh = _seed_mesh(tuple(devices))
+    if mesh is not None:
+        # Per-seed inputs go to their devices along "seeds" (replicated over "data"); with only a
+        # "data" axis every device holds them all. The data itself is left to jit, which places it.
+        seeds = "seeds" if "seeds" in mesh.axis_names else None
+        by_seed = NamedSharding(mesh, PartitionSpec(seeds))
         keys = jax.device_put(keys, by_seed)
         if weights_axis == 0:
             init_weights = jax.device_put(init_weights, by_seed)
         if order_axis == 0:
             order = jax.device_put(order, by_seed)
         if resume is not None:
-            by_run = NamedSharding(seed_mesh, PartitionSpec(None, "seeds") if len(runs_shape) == 2 else
-                                   PartitionSpec("seeds"))
+            by_run = NamedSharding(mesh, PartitionSpec(None, seeds) if len(runs_shape) == 2 else by_seed.spec)
             resume = jax.device_put(resume, by_run)
     if not epoch_metrics and tol is not None:
         raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
-    static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes", "group_size", "seed_mesh",
+    static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes", "group_size", "mesh",
                     "epoch_metrics", "total_epochs")
     jitted = _compiled(_sweep_impl, static_names, backend, spec.algorithm)
     return jitted, (keys, data, hparams, init_weights, order, tol, resume), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
-        seed_axes=(weights_axis, order_axis), group_size=group_size, seed_mesh=seed_mesh,
+        seed_axes=(weights_axis, order_axis), group_size=group_size, mesh=mesh,
         epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs)
 
 
@@ -559,14 +577,14 @@ class Restarts(NamedTuple):
 
 
 def restarts(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="kmeans++", tol=None,
-             criterion: str = "inertia") -> Restarts:
+             criterion: str = "inertia", mesh: Mesh | None = None) -> Restarts:
     """R initialisations (one per key) trained as one ``sweep``; keeps the run whose final
     ``criterion`` ("inertia" or "quantization_error") is lowest, as scikit-learn's ``n_init``.
-    hparams must not be swept here."""
+    hparams must not be swept here. mesh: as in ``sweep``."""
     if criterion not in ("inertia", "quantization_error"):
         raise ValueError(f"criterion must be 'inertia' or 'quantization_error', got {criterion!r}")
     validation.check_hparams(hparams, spec, validation.dtype_of(spec), sweepable=False)
-    runs = sweep(keys, data, spec, hparams, n_epochs, init=init, tol=tol)
+    runs = sweep(keys, data, spec, hparams, n_epochs, init=init, tol=tol, mesh=mesh)
     scores = getattr(runs.metrics, criterion)[:, -1]
     best_index = int(jnp.argmin(scores))
     best = jax.tree_util.tree_map(lambda leaf: leaf[best_index], runs)

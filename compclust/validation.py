@@ -165,12 +165,30 @@ def check_family(spec: Spec, data, order, trace: bool, tol) -> None:
         raise ValueError("trace and tol cannot be combined: a stopped run has no steps to trace")
 
 
-def check_mesh(mesh, spec: Spec, *axes: str):
-    """None, or a ``jax.sharding.Mesh`` with the named axes; the data axis only for batch families."""
+def check_mesh(mesh, spec: Spec, *axes: str, n_seeds: int | None = None):
+    """None, or a ``jax.sharding.Mesh`` with the named axes; the data axis only for batch families.
+
+    With ``n_seeds`` (a sweep's mesh) the mesh's axes must be "seeds" and/or "data" (either may have
+    size 1): the seeds split evenly over the "seeds" axis, each run's rows over the "data" axis, which
+    an online run (one sequential chain of updates) cannot use beyond size 1."""
     if mesh is None:
         return None
     if not isinstance(mesh, jax.sharding.Mesh):
         raise ValueError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+    if n_seeds is not None:
+        names = tuple(mesh.axis_names)
+        if not names or any(name not in ("seeds", "data") for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"a sweep's mesh has axes named 'seeds' and/or 'data' (e.g. Mesh(devices.reshape(2, 4), "
+                             f"('seeds', 'data'))), got {names}")
+        seeds = mesh.shape.get("seeds", 1)
+        if n_seeds % seeds:
+            raise ValueError(f"{n_seeds} seeds cannot be split evenly over the mesh's 'seeds' axis of size {seeds}; "
+                             f"use a multiple of {seeds} seeds (pad with extra seeds) or a smaller 'seeds' axis")
+        if mesh.shape.get("data", 1) > 1 and spec.algorithm == "online":
+            raise ValueError(f"the mesh's 'data' axis has size {mesh.shape['data']}, but an online run is one "
+                             "sequential chain of updates: its rows cannot be split over devices (give the "
+                             "'data' axis size 1, or use the batch or minibatch algorithm)")
+        return mesh
     missing_axes = [axis for axis in axes if axis not in mesh.axis_names]
     if missing_axes:
         raise ValueError(f"mesh needs an axis named {missing_axes[0]!r}, it has {mesh.axis_names}")

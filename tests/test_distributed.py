@@ -1,5 +1,6 @@
 """Data-axis sharding: 8 host devices (and 2 real processes joined by jax.distributed) give the
-result of one device, for every batch family. Process-wide settings, so each run is a subprocess."""
+result of one device, for every batch family; so does a sweep over a 2-D (seeds x data) mesh.
+Process-wide settings, so each run is a subprocess."""
 import json
 import os
 import socket
@@ -51,6 +52,78 @@ def test_every_batch_family_on_eight_devices_equals_one_device():
         np.testing.assert_allclose(result["weights"], one["out"][name]["weights"], atol=1e-5, err_msg=name)
         np.testing.assert_allclose(result["qe"], one["out"][name]["qe"], rtol=1e-5, err_msg=name)
         assert result["n_iter"] == one["out"][name]["n_iter"], name
+
+
+SHARDED_SWEEPS = """
+    import json, jax, numpy as np
+    from jax.sharding import Mesh
+    import compclust as cc
+    X = np.random.default_rng(0).random((101, 5)).astype(np.float32)
+    devices = np.array(jax.devices())
+    specs = {"batch-som": cc.som((3, 3), algorithm="batch", sigma_schedule="linear"),
+             "kmeans": cc.kmeans(4), "batch-neural-gas": cc.neural_gas(5, algorithm="batch"),
+             "minibatch-kmeans": cc.kmeans(4, algorithm="minibatch", batch_size=16),
+             "minibatch-som": cc.som((2, 3), algorithm="minibatch", batch_size=32)}
+    hp = cc.Hparams(lr=0.3, sigma=2.0, sigma_final=0.5)
+    def keys():
+        return jax.random.split(jax.random.key(0), 4)
+    def mesh(shape, names=("seeds", "data"), first=0):
+        n = int(np.prod(shape))
+        return Mesh(devices[first:first + n].reshape(shape), names)
+    def sweep(spec, mesh, **kw):
+        r = cc.sweep(keys(), X, spec, hp, 3, mesh=mesh, tol=0.0 if spec.algorithm == "batch" else None, **kw)
+        return {"weights": np.asarray(r.state.weights).tolist(), "n_iter": np.asarray(r.n_iter).tolist(),
+                "qe": np.asarray(r.metrics.quantization_error).tolist(), "sharding": str(r.state.weights.sharding)}
+    out = {}
+    for name, spec in specs.items():
+        out[name] = {"one": sweep(spec, mesh((1, 1))), "2x4": sweep(spec, mesh((2, 4))), "4x2": sweep(spec, mesh((4, 2)))}
+    # a mesh with only one of the axes; a fit of one key; restarts pass the mesh through
+    som = specs["batch-som"]
+    out["batch-som"]["data-only"] = sweep(som, mesh((8,), ("data",)))
+    out["batch-som"]["seeds-only"] = sweep(som, mesh((4,), ("seeds",), first=4))
+    fit = cc.fit(keys()[2], X, som, hp, 3, tol=0.0)
+    best = cc.restarts(keys(), X, specs["kmeans"], cc.Hparams(), 3, mesh=mesh((2, 4)))
+    jitted, args, static = cc.loop.sweep_call(keys(), X, som, hp, 3, mesh=mesh((2, 4)))
+    program = jitted.lower(*args, **static).compile().as_text()  # 101 rows padded to 104: 26 per device
+    errors = {}
+    bad = {"axis-names": (som, mesh((2, 4), ("seeds", "rows"))), "not-a-mesh": (som, "2x4"),
+           "seeds-not-divisible": (som, mesh((8, 1))), "online-data-axis": (cc.som((3, 3)), mesh((2, 4))),
+           "three-axes": (som, mesh((2, 2, 2), ("seeds", "data", "model")))}
+    for case, (spec, m) in bad.items():
+        try:
+            cc.sweep(keys(), X, spec, hp, 2, mesh=m)
+            errors[case] = None
+        except ValueError as error:
+            errors[case] = str(error)
+    print(json.dumps({"devices": len(jax.devices()), "out": out, "fit2": np.asarray(fit.state.weights).tolist(),
+                      "restarts_best": int(best.best_index), "restarts_scores": np.asarray(best.scores).tolist(),
+                      "errors": errors, "rows_per_device": "f32[1,26,5]" in program,
+                      "all_reduce": "all-reduce(" in program}))
+"""
+
+
+def test_sweep_on_a_seeds_by_data_mesh_equals_one_device():
+    """Every batch and minibatch family: a sweep over 2x4 and 4x2 (seeds x data) meshes (and meshes with
+    only one of the axes) equals the one-device sweep to float32 rounding of the sums; seed i still equals
+    fit(key i); a bad mesh is a ValueError naming the problem, raised before compilation."""
+    result = run(SHARDED_SWEEPS, 8)
+    assert result["devices"] == 8
+    for name, cases in result["out"].items():
+        one = cases.pop("one")
+        for case, got in cases.items():
+            np.testing.assert_allclose(got["weights"], one["weights"], rtol=1e-5, atol=1e-6, err_msg=f"{name} {case}")
+            np.testing.assert_allclose(got["qe"], one["qe"], rtol=1e-5, err_msg=f"{name} {case}")
+            assert got["n_iter"] == one["n_iter"], (name, case)
+        assert "'seeds': 2, 'data': 4" in cases["2x4"]["sharding"] and "P('seeds',)" in cases["2x4"]["sharding"], name
+    assert result["rows_per_device"] and result["all_reduce"]  # the rows really are split over "data"
+    np.testing.assert_allclose(result["fit2"], result["out"]["batch-som"]["2x4"]["weights"][2], rtol=1e-5, atol=1e-6)
+    assert np.argmin(result["restarts_scores"]) == result["restarts_best"]
+    errors = result["errors"]
+    assert "'seeds' and/or 'data'" in errors["axis-names"] and "rows" in errors["axis-names"]
+    assert "'seeds' and/or 'data'" in errors["three-axes"]
+    assert "jax.sharding.Mesh" in errors["not-a-mesh"]
+    assert "4 seeds cannot be split evenly" in errors["seeds-not-divisible"] and "size 8" in errors["seeds-not-divisible"]
+    assert "online" in errors["online-data-axis"] and "size 4" in errors["online-data-axis"]
 
 
 def free_port():
