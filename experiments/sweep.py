@@ -21,6 +21,12 @@ match their checksums; anything else (missing, half-written, corrupt) is recompu
 A different configuration in the same folder is refused. Read the tables with
 ``pyarrow.parquet.read_table("DIR/runs")`` (or pandas/polars/duckdb).
 
+``--mesh SxD`` (e.g. ``2x4``) runs each chunk on a 2-D mesh of all visible devices instead: the
+seeds split over S of them, each run's rows over D (batch and minibatch algorithms; an online
+one needs D = 1), see ``compclust.sweep``'s ``mesh``. The chunk is then a multiple of S (the
+default is rounded up; the padding seeds are computed, then dropped). Results equal the default's
+to float rounding, so the mesh itself is not part of the configuration (the chunk is).
+
 Before the first chunk it prints XLA's memory estimate of the compiled program per device
 (arguments, outputs, temporaries) and refuses a chunk that would not fit in ``--max-memory``
 (default: the memory available now, from /proc/meminfo; on a GPU the device's limit), suggesting
@@ -257,6 +263,23 @@ def unused_fields(spec, names) -> list:
     return [n for n in names if n not in used]
 
 
+def parse_mesh(text):
+    """``"SxD"`` as a ``("seeds", "data")`` Mesh of all visible devices (S x D of them), or None."""
+    if text is None:
+        return None
+    from jax.sharding import Mesh
+
+    try:
+        seeds, rows = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--mesh must look like SxD (seeds x data devices), e.g. 2x4, got {text!r}") from None
+    devices = jax.devices()
+    if seeds < 1 or rows < 1 or seeds * rows != len(devices):
+        raise ValueError(f"--mesh {text}: S x D must be the {len(devices)} visible device(s), got {seeds} x {rows}"
+                         " (on a CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N first)")
+    return Mesh(np.array(devices).reshape(seeds, rows), ("seeds", "data"))
+
+
 def seed_keys(base_seed: int, indices):
     root = jax.random.key(base_seed)
     return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.asarray(indices, jnp.int32))
@@ -342,8 +365,10 @@ def _suggest_chunk(chunk, n_devices, fixed, total, limit):
 def run(out_dir, *, algorithm="som", data="digits", grid=None, n_seeds=8, n_epochs=10, chunk=None,
         settings_chunk=None, base_seed=0, units=None, map_shape=(10, 10), topology="rectangular", batch_size=64,
         init=None, tol=None, scale="auto", mnist_dir=None, labels=None, chunk_size=None, select=None,
-        max_memory=None, max_chunks=None, pause_after_chunk=0.0, progress=True, log=print) -> dict:
+        max_memory=None, max_chunks=None, pause_after_chunk=0.0, progress=True, log=print, mesh=None) -> dict:
     """Run (or resume) the sweep; returns the summary (see the module docstring).
+
+    mesh: None (seeds over all devices when they divide the chunk), or "SxD" / a ("seeds", "data") Mesh.
 
     max_chunks: compute at most this many new chunks, then stop (split a long sweep over calls).
     pause_after_chunk: seconds to sleep after each finished chunk (to demonstrate or test a kill).
@@ -356,13 +381,22 @@ def run(out_dir, *, algorithm="som", data="digits", grid=None, n_seeds=8, n_epoc
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"--{what} must be a positive integer, got {value!r}")
     n_devices = jax.device_count()
+    if isinstance(mesh, str):
+        mesh = parse_mesh(mesh)
+    seed_devices = 1 if mesh is None else mesh.shape.get("seeds", 1)
     if chunk is None:
         chunk = min(n_seeds, 8 * n_devices)
+        chunk = -(-chunk // seed_devices) * seed_devices  # a multiple of the mesh's seed devices
     settings_chunk = n_settings if settings_chunk is None else min(int(settings_chunk), n_settings)
     for value, what in ((chunk, "chunk"), (settings_chunk, "settings-chunk")):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"--{what} must be a positive integer, got {value!r}")
-    chunk = min(int(chunk), n_seeds)
+    if mesh is None:
+        chunk = min(int(chunk), n_seeds)
+    elif chunk % seed_devices:
+        raise ValueError(f"--chunk {chunk} must be a multiple of the mesh's {seed_devices} seed devices (--mesh)")
+    else:
+        chunk = min(int(chunk), -(-n_seeds // seed_devices) * seed_devices)
 
     x, y, scale = load_data(data, mnist_dir, labels, scale)
     n_classes = int(y.max()) + 1 if y is not None else None
@@ -442,15 +476,16 @@ def run(out_dir, *, algorithm="som", data="digits", grid=None, n_seeds=8, n_epoc
         return seed_keys(base_seed, np.arange(s0, s0 + chunk))
 
     session = {"id": secrets.token_hex(6), "started": _now(), "versions": _versions(), "devices": _devices(),
-               "argv": sys.argv[1:], "computed": []}
+               "argv": sys.argv[1:], "computed": [],
+               "mesh": None if mesh is None else {str(k): int(v) for k, v in mesh.shape.items()}}
     report = {"runs_per_chunk": settings_chunk * chunk, "devices": n_devices}
     compiled = labels_compiled = None
     if todo:
-        if chunk % n_devices:
+        if mesh is None and chunk % n_devices:
             log(f"note: --chunk {chunk} is not a multiple of the {n_devices} devices: each chunk runs on one device")
         _, h0, h1, s0, _ = todo[0]
         jitted, args, static = cc.loop.sweep_call(keys_for(s0), x, spec, hparams_for(h0, h1), n_epochs, init=init,
-                                                  tol=tol)
+                                                  tol=tol, mesh=mesh)
         began = time.perf_counter()
         compiled = jitted.lower(*args, **static).compile()
         weights_shape = jax.ShapeDtypeStruct((settings_chunk * chunk, spec.n_units, x.shape[1]), jnp.float32)
@@ -476,7 +511,8 @@ def run(out_dir, *, algorithm="som", data="digits", grid=None, n_seeds=8, n_epoc
             if max_chunks is not None and computed >= max_chunks:
                 break
             began = time.perf_counter()
-            _, args, _ = cc.loop.sweep_call(keys_for(s0), x, spec, hparams_for(h0, h1), n_epochs, init=init, tol=tol)
+            _, args, _ = cc.loop.sweep_call(keys_for(s0), x, spec, hparams_for(h0, h1), n_epochs, init=init, tol=tol,
+                                            mesh=mesh)
             result = compiled(*args)
             tables = _tables(result, x, y, spec, names, columns, h0, h1, s0, s1, n_classes, labels_compiled)
             entry = {"settings": [h0, h1], "seeds": [s0, s1]}
@@ -687,6 +723,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--chunk", type=int, default=None, help="seeds per compiled chunk (default 8 per device)")
+    parser.add_argument("--mesh", default=None, metavar="SxD",
+                        help="a seeds x data mesh of all visible devices, e.g. 2x4 (default: seeds over all devices)")
     parser.add_argument("--settings-chunk", type=int, default=None, help="settings per chunk (default: all)")
     parser.add_argument("--units", type=int, default=None, help="units/clusters (default: classes, else 10)")
     parser.add_argument("--map", default="10x10", help="SOM grid, e.g. 10x10")
@@ -710,7 +748,7 @@ def main(argv=None) -> dict:
                       batch_size=args.batch_size, init=args.init, tol=args.tol, scale=args.scale,
                       mnist_dir=args.mnist_dir, labels=args.labels, chunk_size=args.chunk_size, select=args.select,
                       max_memory=args.max_memory, max_chunks=args.max_chunks,
-                      pause_after_chunk=args.pause_after_chunk, progress=not args.no_progress)
+                      pause_after_chunk=args.pause_after_chunk, progress=not args.no_progress, mesh=args.mesh)
     except ValueError as err:
         parser.exit(2, f"error: {err}\n")
     print(f"{summary['chunks_done']}/{summary['chunks_total']} chunks done"

@@ -175,3 +175,17 @@ def test_other_families(algorithm, tmp_path):
                                          "n_seeds": 2, "n_epochs": 1, "batch_size": 50, "select": "inertia"})
     assert summary["complete"] and len(summary["rows"]) == 2
     assert np.isfinite(runs_table(tmp_path)["nmi"]).all()
+
+
+@pytest.mark.skipif(jax.device_count() != 1, reason="--mesh 1x1 needs exactly one visible device")
+def test_mesh_option_gives_the_same_tables_and_bad_meshes_are_refused(whole, tmp_path):
+    """--mesh SxD (a seeds x data mesh of all devices; several devices in tests/test_distributed.py)."""
+    with jax.debug_key_reuse(False):
+        sweep.run(tmp_path / "mesh", **{**SMALL, "mesh": "1x1"})
+    a, b = runs_table(tmp_path / "mesh"), runs_table(whole[0])
+    for column in a:
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-5, err_msg=column)
+    with pytest.raises(ValueError, match=r"--mesh 2x4: S x D must be the 1 visible device"):
+        sweep.run(tmp_path / "bad", **{**SMALL, "mesh": "2x4"})
+    with pytest.raises(ValueError, match="--mesh must look like SxD"):
+        sweep.run(tmp_path / "bad", **{**SMALL, "mesh": "two"})
