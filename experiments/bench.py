@@ -1,6 +1,6 @@
 """Benchmarks against the anchors, in one process, from the same initial weights and sample order.
 
-    python -m experiments.bench --json results/bench.json [--quick] [--mnist-dir DIR] [--family online|batch|all]
+    python -m experiments.bench --json results/bench.json [--quick] [--mnist-dir DIR] [--family online|batch|scale|all]
 
 For each workload the anchor (MiniSom, neurolab) runs its own training code and compclust runs
 the same rule; both start from the anchor's initial weights and visit the samples in the same
@@ -16,6 +16,8 @@ per core before JAX is imported. Run as a script it also turns on ``compclust.fa
 ``xla_backend_extra_options`` in ``XLA_FLAGS`` is kept as it is. Besides the anchored workloads it
 records the seed sweep's throughput (updates per second over all seeds) and, in two fresh
 processes, what the switch changes for other JAX code (``experiments/flag_effect.py``).
+``--family scale`` runs ``experiments/bench_scale.py`` instead: the batch SOM split over two
+devices against one, and K-means restarts per second at 64, 256 and 1024 seeds.
 """
 from __future__ import annotations
 
@@ -225,8 +227,9 @@ def main(argv=None):
     parser.add_argument("--mnist-dir", default=os.environ.get("COMPCLUST_MNIST_DIR"),
                         help="folder with the MNIST IDX files (default: $COMPCLUST_MNIST_DIR)")
     parser.add_argument("--only", nargs="*", help="run only these workloads")
-    parser.add_argument("--family", choices=("online", "batch", "all"), default="all",
-                        help="the online workloads here, the batch family (experiments/bench_batch.py), or both")
+    parser.add_argument("--family", choices=("online", "batch", "scale", "all"), default="all",
+                        help="the online workloads here, the batch family (experiments/bench_batch.py), the "
+                             "scaling workloads (experiments/bench_scale.py), or all of them")
     parser.add_argument("--no-fast-loops", action="store_true",
                         help="leave XLA:CPU's small-while-loop hoisting off (read when run as a script)")
     parser.add_argument("--no-extras", action="store_true",
@@ -248,7 +251,7 @@ def main(argv=None):
     if not args.no_extras:
         plan["sweep-throughput"] = lambda: throughput_workloads(digits, args.mnist_dir, quick, results)
         plan["fast-cpu-loops-effect"] = lambda: flag_effect(quick)
-    if args.family == "batch":
+    if args.family in ("batch", "scale"):
         plan = {}
     results = []
     for name, run in plan.items():
@@ -263,6 +266,10 @@ def main(argv=None):
         from experiments import bench_batch
 
         bench_batch.run(args.mnist_dir, quick, args.only, results=results, json_path=args.json)
+    if args.family in ("scale", "all"):
+        from experiments import bench_scale
+
+        bench_scale.run(args.mnist_dir, quick, args.only, results=results, json_path=args.json)
     failed = [r["workload"] for r in results if not r["parity_ok"]]
     if failed:
         print(f"PARITY FAILED (max_abs_diff > {PARITY_TOL}): {failed}", file=sys.stderr)
