@@ -54,11 +54,13 @@ def configuration(quick: bool, n_seeds: int) -> dict:
         return {"quick": True, "n_seeds": n_seeds, "data": "digits", "n_clusters": 10, "image_shape": [8, 8],
                 "hidden": [64, 64, 128], "embedding_dim": 10, "epochs": 60, "batch_size": 64, "shift": 1, "restarts": 3,
                 "dec_max_updates": 3, "dec_update_interval": 20, "desom_steps": 100, "desom_grid": [5, 5],
+                "desom_gamma": 0.01, "desom_radius": [2.0, 0.1],
                 "umap_restarts": 3,
                 "dnn_rounds": 3, "max_samples": 600}
     return {"quick": False, "n_seeds": n_seeds, "data": "mnist-test", "n_clusters": 10, "image_shape": [28, 28],
             "hidden": list(deep.DEC_HIDDEN), "embedding_dim": 10, "epochs": 150, "batch_size": 256, "shift": 3, "restarts": 3,
             "dec_max_updates": 30, "dec_update_interval": 140, "desom_steps": 3000, "desom_grid": [8, 8],
+            "desom_gamma": 0.01, "desom_radius": [2.0, 0.1],
             "umap_restarts": 3,
             "dnn_rounds": 20, "max_samples": None}
 
@@ -74,7 +76,8 @@ def deep_config(config: dict, method: str) -> deep.DeepConfig:
         dec=deep.DECConfig(max_updates=config["dec_max_updates"], update_interval=config["dec_update_interval"],
                            batch_size=config["batch_size"], shift=config["shift"], image_shape=shape),
         desom=deep.DESOMConfig(grid=cc.Grid(tuple(config["desom_grid"])), steps=config["desom_steps"],
-                               batch_size=config["batch_size"], shift=config["shift"], image_shape=shape))
+                               gamma=config["desom_gamma"], radius_start=config["desom_radius"][0],
+                               radius_end=config["desom_radius"][1], batch_size=config["batch_size"], shift=config["shift"], image_shape=shape))
 
 
 def load(config: dict, mnist_dir):

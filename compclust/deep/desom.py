@@ -2,7 +2,10 @@
 
 An autoencoder and a SOM on its embedding are trained together: each minibatch step minimises
 
-    reconstruction error + gamma * mean_i sum_k h(k, bmu_i; T) |z_i - m_k|^2
+    reconstruction error + gamma * mean_i sum_k h(k, bmu_i; T) |z_i - m_k|^2 / var(z)
+
+(``h`` normalised to sum 1 over the units and the distortion divided by the batch's embedding
+variance ``var(z) = mean_i |z_i - mean z|^2``: two departures from DESOM, see ``DESOMConfig``)
 
 with respect to the autoencoder's parameters and the map's prototypes ``m [K, d]``, where ``bmu_i`` is
 the unit nearest to ``z_i`` and ``h`` the grid neighbourhood kernel (``compclust.kernels``, on
@@ -40,20 +43,31 @@ class DESOMConfig:
 
     grid: the map (any compclust ``Grid``; DESOM's MNIST map is 8x8 rectangular).
     kernel: a compclust neighbourhood kernel name ("gaussian", "bubble", ...).
-    gamma: weight of the SOM distortion (DESOM: 0.001).
-    radius_start, radius_end: the kernel radius decays exponentially between them over the steps.
+    gamma: weight of the SOM term (DESOM: 0.001 on its unnormalised distortion; 0.01 on the relative
+      one here: 0.1 blurred the digits on MNIST, 500 steps: purity 0.77 against 0.87).
+    radius_start, radius_end: the kernel radius decays exponentially between them over the steps
+      (DESOM: 10 -> 0.1 from a random map; here the map starts trained and ordered, so from 2).
     steps, batch_size, learning_rate: Adam on minibatches (DESOM: 10,000 steps of 256).
+    normalize: divide each sample's neighbourhood weights by their sum, so the SOM term is a weighted
+      mean distance whatever the map's size and radius (DESOM sums them: at a wide radius its SOM
+      term outweighed the reconstruction ~100x here and shrank the embedding to a point).
+    relative: divide the SOM term by the batch's embedding variance (``mean_i |z_i - mean z|^2``). An
+      autoencoder can shrink its embedding at no cost to the reconstruction (the decoder scales it
+      back), and the plain distortion falls with the scale: measured here, it collapsed the map onto
+      a handful of units within 500 steps even at gamma 0.01 with normalised weights.
     shift, image_shape: random image shifts of the minibatches, as in ``PretrainConfig``.
     """
 
     grid: Grid = Grid((8, 8))
     kernel: str = "gaussian"
-    gamma: float = 0.001
-    radius_start: float = 8.0
+    gamma: float = 0.01
+    radius_start: float = 2.0
     radius_end: float = 0.1
     steps: int = 10_000
     batch_size: int = 256
     learning_rate: float = 1e-3
+    normalize: bool = True
+    relative: bool = True
     shift: int = 0
     image_shape: tuple[int, ...] | None = None
 
@@ -90,7 +104,10 @@ def neighbourhood_weights(config: DESOMConfig, units, radius):
     """``h(k, bmu_i)`` for every sample's best unit ``units [B]``: ``[B, K]``."""
     coords = jnp.asarray(topology.coordinates(config.grid), jnp.float32)
     delta = topology.axis_offsets(config.grid, coords[units][:, None, :], coords[None, :, :])
-    return kernels.neighbourhood(config.kernel, jnp.sum(delta * delta, axis=-1), radius)
+    weights = kernels.neighbourhood(config.kernel, jnp.sum(delta * delta, axis=-1), radius)
+    if config.normalize:
+        weights = weights / jnp.sum(weights, axis=1, keepdims=True)
+    return weights
 
 
 def _train(key, params, prototypes, data, *, model: nn.Module, config: DESOMConfig):
@@ -105,6 +122,8 @@ def _train(key, params, prototypes, data, *, model: nn.Module, config: DESOMConf
         weights = lax.stop_gradient(neighbourhood_weights(config, units, radius))
         recon = losses.reconstruction_error(x, x_hat)
         som = losses.som_distortion(z, prototypes, weights)
+        if config.relative:
+            som = som / jnp.mean(jnp.sum((z - jnp.mean(z, axis=0)) ** 2, axis=1))
         return recon + config.gamma * som, (recon, som)
 
     def step(carry, t):
