@@ -55,12 +55,14 @@ def test_loss_gradients_are_finite_even_at_a_centre():
 
 
 def test_desom_neighbourhood_is_the_som_kernel_on_grid_distances():
-    config = deep.DESOMConfig(grid=cc.Grid((3, 4)), steps=5, radius_start=2.0, radius_end=0.5)
+    config = deep.DESOMConfig(grid=cc.Grid((3, 4)), steps=5, radius_start=2.0, radius_end=0.5, normalize=False)
     units = jnp.array([0, 5, 11])
     weights = np.asarray(deep.desom.neighbourhood_weights(config, units, 1.5))
     coords = np.indices((3, 4)).reshape(2, -1).T
     d2 = ((coords[np.asarray(units)][:, None] - coords[None]) ** 2).sum(-1)
     np.testing.assert_allclose(weights, np.exp(-d2 / (2 * 1.5 ** 2)), rtol=1e-5)
+    normalised = deep.desom.neighbourhood_weights(dataclasses.replace(config, normalize=True), units, 1.5)
+    np.testing.assert_allclose(normalised, weights / weights.sum(1, keepdims=True), rtol=1e-5)
     assert float(deep.desom.radius_at(config, 0)) == pytest.approx(2.0)
     assert float(deep.desom.radius_at(config, 4)) == pytest.approx(0.5)
 
