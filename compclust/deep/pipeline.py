@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -148,7 +149,9 @@ def umap_map(key, embedding, config: DeepConfig):
     seed = int(jax.random.randint(key, (), 0, 2 ** 31 - 1))
     reducer = umap.UMAP(n_components=config.umap_components, n_neighbors=min(config.umap_neighbors, len(embedding) - 1),
                         min_dist=config.umap_min_dist, random_state=seed, n_jobs=1)
-    return np.asarray(reducer.fit_transform(np.asarray(embedding)), np.float32)
+    with warnings.catch_warnings():  # "n_jobs value 1 overridden to 1 by setting random_state": as asked
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        return np.asarray(reducer.fit_transform(np.asarray(embedding)), np.float32)
 
 
 def _centres_of(embedding, labels, n_clusters):
