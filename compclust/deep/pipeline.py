@@ -14,8 +14,8 @@ Methods (``DeepConfig.method``):
   grouped into K clusters by K-means on the prototypes.
 
 A clusterer with more units than ``n_clusters`` (a SOM, say) is read as two-level clustering
-(Vesanto & Alhoniemi 2000): its units are grouped by K-means into K clusters, and a sample takes the
-cluster of its best unit.
+(Vesanto & Alhoniemi 2000): its units are grouped into K clusters by K-means on the data they
+quantize (``group_units``), and a sample takes the cluster of its best unit.
 
 Restarts and selection without labels (``select``): several keys run the whole pipeline; the
 chosen run is the one that agrees most with the others (``"agreement"``: highest mean adjusted Rand
@@ -131,13 +131,22 @@ def cluster_space(key, space, config: DeepConfig):
     units = bmu(spec, weights, space)
     if spec.n_units == config.n_clusters:
         return np.asarray(units), np.asarray(weights), np.asarray(weights)
-    # Two-level clustering: group the units, then each sample follows its unit.
-    unit_labels, _, _ = cluster_space(jax.random.fold_in(key, 1), weights,
-                                      dataclasses.replace(config, clusterer=None))
-    labels = np.asarray(unit_labels)[np.asarray(units)]
+    unit_labels = group_units(jax.random.fold_in(jax.random.clone(key), 1), weights, units, config)
+    labels = unit_labels[np.asarray(units)]
     centers = np.stack([np.asarray(space)[labels == k].mean(0) if np.any(labels == k) else np.full(space.shape[1], np.nan)
                         for k in range(config.n_clusters)])
     return labels, centers, np.asarray(weights)
+
+
+def group_units(key, prototypes, units, config: DeepConfig) -> np.ndarray:
+    """Two-level clustering: K-means on the data quantized by the map (every sample replaced by its
+    unit's prototype, so each unit counts as often as it wins), then every unit takes its nearest
+    K-means centre. ``[n_units]`` cluster of each unit. (K-means on the bare prototypes weighs a unit in
+    an empty region like a busy one; measured on the deep SOM's 8x8 MNIST maps it gave ACC 0.50 and
+    0.62 where the map's purity was ~0.87.)"""
+    prototypes = jnp.asarray(prototypes, jnp.float32)
+    _, centers, _ = cluster_space(key, prototypes[jnp.asarray(units)], dataclasses.replace(config, clusterer=None))
+    return np.asarray(bmu(kmeans(config.n_clusters), jnp.asarray(centers), prototypes))
 
 
 def umap_map(key, embedding, config: DeepConfig):
@@ -184,10 +193,9 @@ def run(key, data, config: DeepConfig = DeepConfig(), pretrained: Pretrained | N
         trained = desom_module.train(finetune_key, model, params, prototypes, data, desom_config)
         params = trained.params
         embedding = np.asarray(embed(model, params, data))
-        unit_config = dataclasses.replace(config, clusterer=None)
-        unit_labels, _, _ = cluster_space(jax.random.fold_in(cluster_key, 2), trained.prototypes, unit_config)
         units = np.asarray(trained.units)
-        labels = np.asarray(unit_labels)[units]
+        unit_labels = group_units(jax.random.fold_in(jax.random.clone(cluster_key), 2), trained.prototypes, units, config)
+        labels = unit_labels[units]
         extra.update(prototypes=np.asarray(trained.prototypes), units=units, unit_labels=np.asarray(unit_labels),
                      desom_losses=np.asarray(trained.losses))
         return DeepClustering(labels, embedding, embedding, params, np.asarray(pretrained.losses), None, extra,
