@@ -219,6 +219,15 @@ def test_restarts_run_as_one_call_and_any_flax_autoencoder_plugs_in():
     np.testing.assert_array_equal(single.labels, chosen.best.labels)
 
 
+def test_units_are_grouped_by_the_data_they_quantize():
+    prototypes = np.array([[0, 0], [0.2, 0], [0, 0.2], [5, 5], [5.2, 5], [3.0, 3.0]], np.float32)
+    units = np.array([0] * 50 + [1] * 50 + [2] * 50 + [3] * 40 + [4] * 40 + [5] * 1)  # unit 5: one hit
+    config = deep.DeepConfig(n_clusters=2, clusterer_restarts=3)
+    groups = deep.pipeline.group_units(jax.random.key(0), prototypes, units, config)
+    assert groups[0] == groups[1] == groups[2] != groups[3] == groups[4]
+    assert groups[5] == groups[3]  # nearer B's centre; K-means on the bare prototypes can split A instead
+
+
 def test_agreement_picks_the_run_most_like_the_others():
     truth = np.repeat(np.arange(3), 20)
     merged = np.where(truth == 2, 1, truth)  # two clusters merged
