@@ -258,6 +258,10 @@ def run(mnist_dir=None, out="results/deep_clustering", quick=False, n_seeds=None
             "per_seed": {m: np.asarray(getattr(judged, m)).tolist() for m in METRICS},
             "seconds_per_seed": float(np.mean([float(r["seconds"]) for r in runs])),
             **({"published": PUBLISHED[method]} if method in PUBLISHED else {})}
+        if method == "desom":  # DESOM's own figure: the purity of its map's units
+            n_units = int(np.prod(config["desom_grid"]))
+            summary["methods"][method]["map_purity"] = mean_ci(
+                [float(cc.majority_accuracy(labels, r["units"], config["n_clusters"], n_units)) for r in runs])
         if method == "best":  # how the unsupervised choice among the UMAP maps did
             summary["methods"][method]["umap_chosen"] = [int(r["umap_chosen"]) for r in runs]
             summary["methods"][method]["umap_restart_accuracy"] = [
@@ -274,6 +278,9 @@ def run(mnist_dir=None, out="results/deep_clustering", quick=False, n_seeds=None
     note = (f"{config['data']}, {len(data)} images, {n_seeds} seeds; mean ± 95% interval (Student t) and the "
             "minimum over seeds; s / seed includes the shared autoencoder's pretraining.\n\n")
     table = markdown_table(summary)
+    if "desom" in summary["methods"]:
+        table += (f"\nThe deep SOM's {'x'.join(map(str, config['desom_grid']))} map itself (each unit labelled by "
+                  f"its majority digit): purity {_cell(summary['methods']['desom']['map_purity'])}.\n")
     atomic_write_bytes(out / "table.md", (note + table).encode())
     print(table, flush=True)
     print(f"wall time of this call: {summary['wall_seconds_this_call']:.1f} s", flush=True)
