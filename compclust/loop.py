@@ -398,7 +398,7 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
     axes = () if mesh is None else mesh.axis_names
     data_mesh = mesh if "data" in axes and mesh.shape["data"] > 1 else None
 
-    def on_device(keys, hparams, init_weights, order, resume):
+    def on_device(keys, data, hparams, init_weights, order, resume):
         n_local = keys.shape[0]
         n_settings = next((np.shape(v)[0] for v, s in zip(hparams, swept) if s), 1)
         n_runs = n_settings * n_local
@@ -419,7 +419,9 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
         # Each run is handed its key rather than indexing a closed-over array of keys inside the loop,
         # which JAX's key-reuse checker reads as one key consumed on every iteration.
         run_keys = keys[runs % n_local]
-        if group_size is None or group_size >= n_runs:
+        if n_runs == 1:  # one run per device: nothing to batch (and JAX's key-reuse checker misreads vmapped scans)
+            result = jax.tree_util.tree_map(lambda leaf: leaf[None], fit_run((runs[0], run_keys[0])))
+        elif group_size is None or group_size >= n_runs:
             result = jax.vmap(fit_run)((runs, run_keys))
         else:
             result = lax.map(fit_run, (runs, run_keys), batch_size=None if group_size == 1 else group_size)
@@ -428,13 +430,15 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
         return result
 
     if "seeds" not in axes:  # one device, or a mesh with only a "data" axis: jit partitions the rows
-        return on_device(keys, hparams, init_weights, order, resume)
+        return on_device(keys, data, hparams, init_weights, order, resume)
     by_seed, shared = PartitionSpec("seeds"), PartitionSpec()
     by_run = PartitionSpec(None, "seeds") if any(swept) else by_seed
-    in_specs = (by_seed, shared, by_seed if weights_axis == 0 else shared, by_seed if order_axis == 0 else shared,
-                None if resume is None else by_run)
+    # The data goes in as an argument (replicated over "seeds"), not as a closure: a closed-over array
+    # that carries a sharding of this mesh (a previous sweep's output) clashes with the manual axis.
+    in_specs = (by_seed, shared, shared, by_seed if weights_axis == 0 else shared,
+                by_seed if order_axis == 0 else shared, None if resume is None else by_run)
     return jax.shard_map(on_device, mesh=mesh, in_specs=in_specs, out_specs=by_run, axis_names={"seeds"},
-                         check_vma=False)(keys, hparams, init_weights, order, resume)
+                         check_vma=False)(keys, data, hparams, init_weights, order, resume)
 
 
 def sweep(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_samples", order=None,

@@ -26,23 +26,27 @@ and minima, ratios measured in one process, a fast wrong answer fails the run (e
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import time
 
-os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
+import jax
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import compclust as cc
+from experiments import bench_batch as bb
+from experiments.bench import timed  # (bench imports this module only inside its main)
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
-import compclust as cc  # noqa: E402
-from experiments import bench_batch as bb  # noqa: E402
-from experiments.bench import timed  # noqa: E402  (bench imports this module only inside its main)
+def ask_for_host_devices():
+    """One host device per core for the restarts' seed sharding, unless XLA_FLAGS says otherwise. Only
+    takes effect before JAX's backend starts, so ``run`` and ``main`` call it first; never at import
+    (importing this module, as the tests do, must not change the importing process's devices)."""
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
 
 TARGETS = {"som-batch-mnist-sharded": 1.8}
 WORKLOADS = ("som-batch-mnist-sharded", "kmeans-restarts-throughput")
@@ -222,6 +226,7 @@ def plan(mnist_dir, quick):
 def run(mnist_dir, quick, only=None, results=None, json_path=None):
     """Runs the scaling workloads (``only`` filters by name), appending to ``results`` and writing
     ``json_path`` after each one. Returns ``results``."""
+    ask_for_host_devices()
     results = [] if results is None else results
     for name, thunk in plan(mnist_dir, quick).items():
         if only and name not in only:

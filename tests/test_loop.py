@@ -314,3 +314,17 @@ def test_resume_is_checked(rng):
         cc.fit(jax.random.key(1), X, cc.som((3, 2)), hp, 1, resume=first.state, total_epochs=3)
     with pytest.raises(ValueError, match="State of an earlier fit"):
         cc.fit(jax.random.key(1), X, spec, hp, 1, resume=first.state.weights, total_epochs=3)
+
+
+@pytest.mark.skipif(jax.device_count() < 2, reason="needs several devices (the suite has 2: bench modules ask for them)")
+def test_a_sweeps_output_can_feed_another_sharded_sweep():
+    # A sweep's output carries a sharding of the seed mesh; closed over inside the next sweep's
+    # shard_map it clashed with the manual axis (found by compclust.deep's two-level clustering).
+    data = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    n = jax.device_count()
+    first = cc.restarts(jax.random.split(jax.random.key(0), n), data, cc.kmeans(8), cc.Hparams(), 3, init="kmeans++")
+    again = cc.restarts(jax.random.split(jax.random.key(1), n), first.best.state.weights, cc.kmeans(2), cc.Hparams(), 3,
+                        init="kmeans++")
+    plain = cc.restarts(jax.random.split(jax.random.key(1), n), np.asarray(first.best.state.weights), cc.kmeans(2),
+                        cc.Hparams(), 3, init="kmeans++")
+    np.testing.assert_array_equal(again.runs.state.weights, plain.runs.state.weights)
