@@ -142,8 +142,8 @@ def group_units(key, prototypes, units, config: DeepConfig) -> np.ndarray:
     """Two-level clustering: K-means on the data quantized by the map (every sample replaced by its
     unit's prototype, so each unit counts as often as it wins), then every unit takes its nearest
     K-means centre. ``[n_units]`` cluster of each unit. (K-means on the bare prototypes weighs a unit in
-    an empty region like a busy one; measured on the deep SOM's 8x8 MNIST maps it gave ACC 0.50 and
-    0.62 where the map's purity was ~0.87.)"""
+    an empty region like a busy one; measured on two deep SOM 8x8 MNIST maps of purity 0.77 and
+    0.84, it gave ACC 0.50 and 0.62; by hits, 0.53 and 0.69.)"""
     prototypes = jnp.asarray(prototypes, jnp.float32)
     _, centers, _ = cluster_space(key, prototypes[jnp.asarray(units)], dataclasses.replace(config, clusterer=None))
     return np.asarray(bmu(kmeans(config.n_clusters), jnp.asarray(centers), prototypes))
