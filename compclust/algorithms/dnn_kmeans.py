@@ -44,6 +44,7 @@ import optax
 from jax import lax
 
 from .. import label_metrics as lm
+from ..spec import _positive_int
 from ..validation import check_data, check_keys
 
 NETWORKS = ("cnn", "mlp")
@@ -175,12 +176,6 @@ def n_parameters(variables) -> int:
 
 # ----------------------------------------------------------------------------------------------
 # Spec, state, results
-
-
-def _positive_int(value, what: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)

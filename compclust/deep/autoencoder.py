@@ -23,9 +23,10 @@ from typing import Any, NamedTuple, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
+
+from .validation import check_config, check_deep_data, check_shift
 
 DEC_HIDDEN = (500, 500, 2000)
 
@@ -130,26 +131,22 @@ class PretrainConfig:
     image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not np.isfinite(self.learning_rate) or self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be a positive finite number, got {self.learning_rate!r}")
-        if isinstance(self.shift, bool) or not isinstance(self.shift, (int, np.integer)) or self.shift < 0:
-            raise ValueError(f"shift must be a non-negative integer, got {self.shift!r}")
-        if self.shift > 0:
-            if self.image_shape is None or len(self.image_shape) not in (2, 3):
-                raise ValueError(f"shift={self.shift} needs image_shape=(H, W) or (H, W, C), "
-                                 f"got {self.image_shape!r}")
-            if self.shift >= min(self.image_shape[:2]):
-                raise ValueError(f"shift={self.shift} must be smaller than the image, {self.image_shape[:2]}")
-
+        check_config(self, ints=("epochs", "batch_size"), positive=("learning_rate",))
+        check_shift(self.shift, self.image_shape)
 
 def reconstruction_loss(model: nn.Module, params, x):
     """Mean over rows and features of the squared reconstruction error of ``x [B, D]``."""
     _, x_hat = model.apply(params, x)
     return jnp.mean((x_hat - x) ** 2)
+
+
+def random_minibatch(key, data, batch_size: int, shift: int = 0, image_shape=None):
+    """``batch_size`` rows of ``data`` drawn without replacement (augmented when ``shift > 0``):
+    ``(row indices, rows)``. The key splits into ``(rows, shifts)``. The fine-tuning steps of DEC and
+    DESOM draw their minibatches this way."""
+    rows_key, shift_key = jax.random.split(key)
+    rows = jax.random.permutation(rows_key, data.shape[0])[:batch_size]
+    return rows, random_shifts(shift_key, data[rows], shift, image_shape)
 
 
 def minibatch_epoch(key, data, n_batches: int, batch_size: int, step, carry, shift: int = 0, image_shape=None):
@@ -161,7 +158,7 @@ def minibatch_epoch(key, data, n_batches: int, batch_size: int, step, carry, shi
     def one_batch(carry, b):
         rows = lax.dynamic_slice_in_dim(order, b * batch_size, batch_size)
         batch = random_shifts(jax.random.fold_in(batch_keys, b), data[rows], shift, image_shape)
-        return step(carry, batch, rows)
+        return step(carry, batch)
 
     carry, losses = lax.scan(one_batch, carry, jnp.arange(n_batches))
     return carry, jnp.mean(losses)
@@ -174,7 +171,7 @@ def _pretrain(key, data, *, model: nn.Module, config: PretrainConfig):
     batch_size = min(config.batch_size, data.shape[0])
     n_batches = data.shape[0] // batch_size
 
-    def step(carry, batch, rows):
+    def step(carry, batch):
         params, opt_state = carry
         loss, grads = jax.value_and_grad(lambda p: reconstruction_loss(model, p, batch))(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -194,11 +191,16 @@ _pretrain_jit = jax.jit(_pretrain, static_argnames=("model", "config"))
 def pretrain(key, data, model: nn.Module | None = None, config: PretrainConfig = PretrainConfig()) -> Pretrained:
     """Pretrain ``model`` (default: ``dec_autoencoder(D)``) on ``data [N, D]`` as one compiled program.
     Returns the parameters and each epoch's mean loss. Same key, same result."""
-    from .validation import check_deep_data
-
     data = check_deep_data(data, config.image_shape)
     model = model if model is not None else dec_autoencoder(data.shape[1])
     return _pretrain_jit(key, data, model=model, config=config)
+
+
+def encode_rows(model: nn.Module, params, data, block: int = 1024):
+    """The encoder on every row of ``data`` inside a traced program, ``lax.map`` over blocks of rows
+    (memory bounded by the block, not N)."""
+    return lax.map(lambda x: model.apply(params, x[None], method=model.encode)[0], data,
+                   batch_size=min(block, data.shape[0]))
 
 
 def embed(model: nn.Module, params, data, batch_size: int = 2048):

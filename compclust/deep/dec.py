@@ -27,7 +27,8 @@ import optax
 from jax import lax
 
 from . import losses
-from .autoencoder import random_shifts
+from .autoencoder import random_minibatch
+from .validation import check_config, check_deep_data, check_shift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,21 +55,9 @@ class DECConfig:
     image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        for name in ("update_interval", "max_updates", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, low in (("gamma", 0.0), ("tol", 0.0)):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < low:
-                raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
-        for name in ("alpha", "learning_rate"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if self.shift and (self.image_shape is None or len(self.image_shape) not in (2, 3)):
-            raise ValueError(f"shift={self.shift} needs image_shape=(H, W) or (H, W, C), got {self.image_shape!r}")
-
+        check_config(self, ints=("update_interval", "max_updates", "batch_size"), positive=("alpha", "learning_rate"),
+                     non_negative=("gamma", "tol"))
+        check_shift(self.shift, self.image_shape)
 
 class DECResult(NamedTuple):
     params: Any            # the fine-tuned autoencoder's parameters
@@ -107,9 +96,7 @@ def _finetune(key, params, centers, data, *, model: nn.Module, config: DECConfig
     def step(carry, inputs):
         trainable, opt_state, target = carry
         step_key = inputs
-        rows_key, shift_key = jax.random.split(step_key)
-        rows = jax.random.permutation(rows_key, n)[:batch_size]
-        x = random_shifts(shift_key, data[rows], config.shift, config.image_shape)
+        rows, x = random_minibatch(step_key, data, batch_size, config.shift, config.image_shape)
         loss, grads = jax.value_and_grad(loss_fn)(trainable, x, target[rows])
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         return (optax.apply_updates(trainable, updates), opt_state, target), loss
@@ -150,8 +137,6 @@ def finetune(key, model: nn.Module, params, centers, data, config: DECConfig = D
 
     Start the centres from a clustering of the pretrained embedding (``pipeline`` uses compclust's
     K-means). Returns the parameters, centres, final labels and soft assignments, and the curves."""
-    from .validation import check_deep_data
-
     data = check_deep_data(data, config.image_shape)
     centers = jnp.asarray(centers, jnp.float32)
     if centers.ndim != 2 or not np.all(np.isfinite(np.asarray(centers))):

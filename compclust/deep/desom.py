@@ -34,7 +34,8 @@ from jax import lax
 from .. import kernels, topology
 from ..spec import Grid
 from . import losses
-from .autoencoder import random_shifts
+from .autoencoder import encode_rows, random_minibatch
+from .validation import check_config, check_deep_data, check_shift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,17 +76,9 @@ class DESOMConfig:
         if self.kernel not in kernels.KERNEL_FNS or self.kernel == "neural_gas":
             raise ValueError(f"kernel must be a grid kernel of {sorted(set(kernels.KERNEL_FNS) - {'neural_gas'})}, "
                              f"got {self.kernel!r}")
-        for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("gamma", "radius_start", "radius_end", "learning_rate"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        if self.shift and (self.image_shape is None or len(self.image_shape) not in (2, 3)):
-            raise ValueError(f"shift={self.shift} needs image_shape=(H, W) or (H, W, C), got {self.image_shape!r}")
-
+        check_config(self, ints=("steps", "batch_size"),
+                     positive=("gamma", "radius_start", "radius_end", "learning_rate"))
+        check_shift(self.shift, self.image_shape)
 
 class DESOMResult(NamedTuple):
     params: Any                # the autoencoder's parameters
@@ -128,9 +121,7 @@ def _train(key, params, prototypes, data, *, model: nn.Module, config: DESOMConf
 
     def step(carry, t):
         trainable, opt_state = carry
-        rows_key, shift_key = jax.random.split(jax.random.fold_in(key, t))
-        rows = jax.random.permutation(rows_key, n)[:batch_size]
-        x = random_shifts(shift_key, data[rows], config.shift, config.image_shape)
+        _, x = random_minibatch(jax.random.fold_in(key, t), data, batch_size, config.shift, config.image_shape)
         (_, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, x, radius_at(config, t))
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         return (optax.apply_updates(trainable, updates), opt_state), jnp.stack(parts)
@@ -138,7 +129,7 @@ def _train(key, params, prototypes, data, *, model: nn.Module, config: DESOMConf
     trainable = (params, prototypes)
     (trainable, _), curve = lax.scan(step, (trainable, optimizer.init(trainable)), jnp.arange(config.steps))
     params, prototypes = trainable
-    z = lax.map(lambda x: model.apply(params, x[None], method=model.encode)[0], data, batch_size=min(1024, n))
+    z = encode_rows(model, params, data)
     units = jnp.argmin(losses.sq_distances(z, prototypes), axis=1)
     return DESOMResult(params, prototypes, units, curve)
 
@@ -149,8 +140,6 @@ _train_jit = jax.jit(_train, static_argnames=("model", "config"))
 def train(key, model: nn.Module, params, prototypes, data, config: DESOMConfig = DESOMConfig()) -> DESOMResult:
     """Train an autoencoder and a map of ``prototypes [K, d]`` (K = the grid's units) jointly on
     ``data [N, D]``. Returns the parameters, prototypes, every sample's best unit and the loss curve."""
-    from .validation import check_deep_data
-
     data = check_deep_data(data, config.image_shape)
     prototypes = jnp.asarray(prototypes, jnp.float32)
     if prototypes.ndim != 2 or prototypes.shape[0] != config.grid.n_units:

@@ -44,7 +44,7 @@ from ..spec import Hparams, Spec, kmeans
 from . import dec as dec_module
 from . import desom as desom_module
 from .autoencoder import DEC_HIDDEN, PretrainConfig, Pretrained, dec_autoencoder, embed, pretrain
-from .validation import check_deep_data, check_n_clusters
+from .validation import check_config, check_deep_data, check_n_clusters
 
 METHODS = ("ae+cluster", "ae+umap+cluster", "dec", "idec", "ae+umap+idec", "desom")
 SELECTIONS = ("agreement", "silhouette")
@@ -91,12 +91,9 @@ class DeepConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        check_n_clusters(self.n_clusters, 10 ** 12)
-        for name in ("clusterer_epochs", "clusterer_restarts", "umap_components", "umap_neighbors", "embedding_dim",
-                     "umap_restarts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_n_clusters(self.n_clusters)
+        check_config(self, ints=("clusterer_epochs", "clusterer_restarts", "umap_components", "umap_neighbors",
+                                 "embedding_dim", "umap_restarts"))
 
     def autoencoder(self, n_features: int):
         return self.model if self.model is not None else dec_autoencoder(n_features, self.embedding_dim, self.hidden)

@@ -3,7 +3,35 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spec import _positive_int
 from ..validation import check_data
+
+
+def check_config(config, ints=(), positive=(), non_negative=()) -> None:
+    """The named fields of a (dataclass) config: positive integers, positive finite numbers, finite
+    numbers >= 0. A clear ``ValueError`` names the first field that is not."""
+    for name in ints:
+        _positive_int(getattr(config, name), name)
+    for name in positive:
+        value = getattr(config, name)
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    for name in non_negative:
+        value = getattr(config, name)
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0.0, got {value!r}")
+
+
+def check_shift(shift, image_shape) -> None:
+    """Random image shifts: a whole number of pixels >= 0; when > 0, an ``(H, W)`` or ``(H, W, C)``
+    image shape with both sides longer than the shift."""
+    if isinstance(shift, (bool, np.bool_)) or not isinstance(shift, (int, np.integer)) or shift < 0:
+        raise ValueError(f"shift must be a non-negative integer, got {shift!r}")
+    if shift > 0:
+        if image_shape is None or len(image_shape) not in (2, 3):
+            raise ValueError(f"shift={shift} needs image_shape=(H, W) or (H, W, C), got {image_shape!r}")
+        if shift >= min(image_shape[:2]):
+            raise ValueError(f"shift={shift} must be smaller than the image, {tuple(image_shape[:2])}")
 
 
 def check_deep_data(data, image_shape=None):
@@ -23,9 +51,9 @@ def check_deep_data(data, image_shape=None):
     return check_data(array)
 
 
-def check_n_clusters(n_clusters, n_samples: int) -> int:
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
-        raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}")
-    if n_clusters > n_samples:
+def check_n_clusters(n_clusters, n_samples: int | None = None) -> int:
+    """A positive integer K, and (given ``n_samples``) no larger than N."""
+    _positive_int(n_clusters, "n_clusters")
+    if n_samples is not None and n_clusters > n_samples:
         raise ValueError(f"n_clusters={n_clusters} is larger than the number of samples, {n_samples}")
     return int(n_clusters)
