@@ -598,11 +598,13 @@ def plan(mnist_dir, quick):
     return thunks
 
 
-def run(mnist_dir, quick, only=None, results=None, json_path=None):
-    """Runs the batch workloads (``only`` filters by name), appending finished entries to ``results`` and
-    writing them to ``json_path`` after each one. Returns ``results``."""
+def run_workloads(thunks: dict, only=None, results=None, json_path=None, env=environment):
+    """Runs each ``name -> thunk`` (``only`` filters by name); a thunk returns an entry, a list of
+    entries or None. Appends them to ``results`` and writes ``json_path`` after each workload; a
+    workload that raises becomes an entry with its error (``env()`` records the machine). Returns
+    ``results``."""
     results = [] if results is None else results
-    for name, thunk in plan(mnist_dir, quick).items():
+    for name, thunk in thunks.items():
         if only and name not in only:
             continue
         try:
@@ -612,12 +614,18 @@ def run(mnist_dir, quick, only=None, results=None, json_path=None):
 
             traceback.print_exc()
             entry = {"workload": name, "error": f"{type(error).__name__}: {error}", "parity_ok": False,
-                     "env": environment()}
-        if entry is not None:
-            results.append(entry)
-            if json_path:
-                cc.io.atomic_write_json(json_path, results)
+                     "env": env()}
+        entries = [e for e in (entry if isinstance(entry, list) else [entry]) if e is not None]
+        results.extend(entries)
+        if entries and json_path:
+            cc.io.atomic_write_json(json_path, results)
     return results
+
+
+def run(mnist_dir, quick, only=None, results=None, json_path=None):
+    """Runs the batch workloads (``only`` filters by name), appending finished entries to ``results`` and
+    writing them to ``json_path`` after each one. Returns ``results``."""
+    return run_workloads(plan(mnist_dir, quick), only, results, json_path)
 
 
 def main(argv=None):

@@ -38,15 +38,10 @@ import jax
 import numpy as np
 
 import compclust as cc
+# bench_batch, on import, asks XLA for one host device per core (unless XLA_FLAGS says otherwise): the
+# restarts shard their seeds over them.
 from experiments import bench_batch as bb
 from experiments.bench import timed  # (bench imports this module only inside its main)
-
-
-def ask_for_host_devices():
-    """One host device per core for the restarts' seed sharding, unless XLA_FLAGS says otherwise. Only
-    takes effect before JAX's backend starts, so ``run`` and ``main`` call it first; never at import
-    (importing this module, as the tests do, must not change the importing process's devices)."""
-    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
 
 TARGETS = {"som-batch-mnist-sharded": 1.8}
 WORKLOADS = ("som-batch-mnist-sharded", "kmeans-restarts-throughput")
@@ -226,25 +221,7 @@ def plan(mnist_dir, quick):
 def run(mnist_dir, quick, only=None, results=None, json_path=None):
     """Runs the scaling workloads (``only`` filters by name), appending to ``results`` and writing
     ``json_path`` after each one. Returns ``results``."""
-    ask_for_host_devices()
-    results = [] if results is None else results
-    for name, thunk in plan(mnist_dir, quick).items():
-        if only and name not in only:
-            continue
-        try:
-            entry = thunk()
-        except Exception as error:  # noqa: BLE001 - one broken workload must not hide the others' figures
-            import traceback
-
-            traceback.print_exc()
-            entry = {"workload": name, "error": f"{type(error).__name__}: {error}", "parity_ok": False,
-                     "env": environment()}
-        for one in entry if isinstance(entry, list) else [entry]:
-            if one is not None:
-                results.append(one)
-        if json_path:
-            cc.io.atomic_write_json(json_path, results)
-    return results
+    return bb.run_workloads(plan(mnist_dir, quick), only, results, json_path, env=environment)
 
 
 def main(argv=None):

@@ -25,7 +25,6 @@ the best run and the deep SOM's map as pictures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import compclust as cc
 from compclust import deep
 from compclust.io import ResultStore, atomic_write_bytes, atomic_write_json
+from experiments.dnn_kmeans import claim_folder, mean_ci
 
 METRICS = ("accuracy", "nmi", "ari")
 METHODS = ("kmeans_pixels", "dnn_kmeans", "ae+kmeans", "dec", "idec", "n2d", "desom", "best")
@@ -120,11 +120,10 @@ def pretrained_for(store, config, data, seed):
     cfg = deep_config(config, "ae+cluster")
     name = f"autoencoder-seed{seed}"
     model = cfg.autoencoder(data.shape[1])
-    template = jax.eval_shape(lambda: deep.pretrain(seed_key(seed), data[:cfg.pretrain.batch_size], model,
-                                                    cfg.pretrain))
     if store.has(name):
         saved = store.load(name)
-        params = serialization.from_bytes(template.params, saved["params"].tobytes())
+        template = jax.eval_shape(model.init, seed_key(seed), data[:1])  # the parameters' structure only
+        params = serialization.from_bytes(template, saved["params"].tobytes())
         return deep.Pretrained(params, jnp.asarray(saved["losses"])), float(saved["seconds"])
     began = time.perf_counter()
     pretrained = deep.pretrain(jax.random.split(seed_key(seed), 4)[0], data, model, cfg.pretrain)
@@ -151,15 +150,6 @@ def run_on_autoencoder(config, data, seed, method, pretrained, pretrain_seconds)
 
 # ----------------------------------------------------------------------------------------------
 # Summary, table, pictures
-
-
-def mean_ci(values) -> dict:
-    from scipy import stats
-
-    values = np.asarray(values, np.float64)
-    n = len(values)
-    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return {"mean": float(values.mean()), "ci95": half, "min": float(values.min()), "n": n}
 
 
 def _cell(stat) -> str:
@@ -218,10 +208,7 @@ def run(mnist_dir=None, out="results/deep_clustering", quick=False, n_seeds=None
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     config = configuration(quick, n_seeds)
     out = Path(out)
-    config_path = out / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(json.dumps(config)):
-        raise ValueError(f"{out} holds results of another configuration ({config_path}); use another --out")
-    atomic_write_json(config_path, config)
+    claim_folder(out, config)
     data, labels = load(config, mnist_dir)
     print(f"{config['data']}: {len(data)} images; {n_seeds} seeds; methods {', '.join(methods)}; results in {out}",
           flush=True)

@@ -127,12 +127,22 @@ RUNNERS = {"dnn_kmeans_faithful": run_dnn, "dnn_kmeans_best": run_dnn,
 
 
 def mean_ci(values) -> dict:
+    """Mean, half-width of the 95% Student-t interval, minimum and count of per-seed values."""
     from scipy import stats
 
     values = np.asarray(values, np.float64)
     n = len(values)
     half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return {"mean": float(values.mean()), "ci95": half, "n": n}
+    return {"mean": float(values.mean()), "ci95": half, "min": float(values.min()), "n": n}
+
+
+def claim_folder(out: Path, config: dict) -> None:
+    """Record ``config`` in ``out/config.json`` (atomically), refusing a folder that holds results of
+    another configuration: a rerun with the same arguments resumes, a different one cannot mix in."""
+    config_path = out / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(json.dumps(config)):
+        raise ValueError(f"{out} holds results of another configuration ({config_path}); use another --out")
+    atomic_write_json(config_path, config)
 
 
 def _cell(stat) -> str:
@@ -181,10 +191,7 @@ def run(mnist_dir=None, out="results/dnn_kmeans", quick=False, n_seeds=None) -> 
         raise ValueError(f"--seeds must be positive, got {n_seeds}")
     config = configuration(quick, n_seeds)
     out = Path(out)
-    config_path = out / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(json.dumps(config)):
-        raise ValueError(f"{out} holds results of another configuration ({config_path}); use another --out")
-    atomic_write_json(config_path, config)
+    claim_folder(out, config)
 
     data, labels = cc.data.load_mnist(mnist_dir, split="test")
     if config["max_samples"] is not None:
