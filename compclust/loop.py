@@ -21,7 +21,7 @@ from . import validation
 from .algorithms import batch, minibatch, online
 from .algorithms.online import schedule_values, step
 from .initializers import initialize
-from .metrics import Evaluation, as_blocks, evaluate_blocks
+from .metrics import Evaluation, as_blocks, evaluate_blocks, row_sq_norms
 from .spec import Hparams, Spec
 from .state import EpochMetrics, FitResult, State, StepMetrics
 
@@ -68,7 +68,7 @@ def _not_measured(n_units, dtype):
 
 
 def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, total_epochs, trace,
-                 measure=True):
+                 measure=True, row_sq=None):
     """One epoch of the spec's family: ``(state, Evaluation, labels [rows], lr, sigma, trace)``.
 
     The Evaluation is of the weights after the epoch, except for the batch family, whose pass
@@ -76,7 +76,8 @@ def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, to
     ``measure`` the online and minibatch families skip it (``_not_measured``, labels None)."""
     n_samples, dtype = data.shape[0], data.dtype
     if spec.algorithm == "batch":
-        state, evaluation, labels, sigma = batch.epoch(spec, state, blocks, valid, n_samples, hparams, total_epochs)
+        state, evaluation, labels, sigma = batch.epoch(spec, state, blocks, valid, n_samples, hparams, total_epochs,
+                                                       row_sq)
         return state, evaluation, labels, jnp.ones((), dtype), sigma, None
     family = online if spec.algorithm == "online" else minibatch
     total_steps = total_epochs * steps_per_epoch(spec, n_samples, epoch_order)
@@ -127,13 +128,15 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
         start = resume
     blocks, valid = _data_blocks(spec, data, mesh)
     evaluated_before = spec.algorithm == "batch"
+    # Each row's |x|^2 once per run, not once per epoch (a pass over the data every epoch).
+    row_sq = row_sq_norms(spec, blocks) if evaluated_before else None
     # scikit-learn's tolerance: relative to the mean feature variance.
     scaled_tol = None if tol is None else tol * jnp.mean(jnp.nanvar(data, axis=0) if spec.missing else jnp.var(data, axis=0))
 
     def run_epoch(state, epoch_key, epoch_order):
         new_state, evaluation, labels, lr, sigma, step_metrics = _train_epoch(
             spec, state, data, blocks, valid, hparams, epoch_key, epoch_order, total_epochs, trace,
-            measure=epoch_metrics)
+            measure=epoch_metrics, row_sq=row_sq)
         shift_sq = jnp.sum((new_state.weights - state.weights) ** 2)
         metrics = EpochMetrics(*evaluation, center_shift=jnp.sqrt(shift_sq), lr=lr, sigma=sigma)
         return new_state, metrics, labels, shift_sq, step_metrics

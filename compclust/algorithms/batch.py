@@ -84,10 +84,12 @@ def relocate_empty(data, labels, sq_error, sums, members, present):
     return sums, members, present
 
 
-def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hparams, total_epochs: int):
+def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hparams, total_epochs: int,
+          row_sq=None):
     """One batch epoch over ``blocks [n_blocks, c, D]`` (``valid [n_blocks, c]`` masks padding, or
-    None for one unpadded block). Returns the new state, the Evaluation of the weights the epoch
-    started from, their best unit for every row ``[n_blocks * c]`` (-1 for padding), and the radius.
+    None for one unpadded block; ``row_sq [n_blocks, c]``: ``metrics.row_sq_norms``, or None).
+    Returns the new state, the Evaluation of the weights the epoch started from, their best unit
+    for every row ``[n_blocks * c]`` (-1 for padding), and the radius.
 
     With missing data (``spec.missing``) the sums skip NaN entries and the denominators count, per
     unit and feature, the members that have the feature, so ``w_kd`` is the weighted mean of the
@@ -105,8 +107,8 @@ def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hpar
 
     def block(carry, inputs):
         totals, sums, members, present = carry
-        rows_data, rows_valid = inputs
-        rows = assign_rows(spec, weights, rows_data)
+        rows_data, rows_valid, rows_sq = inputs
+        rows = assign_rows(spec, weights, rows_data, rows_sq)
         if rank_weighted:  # every unit weighted by its distance rank for every sample
             h = neighbourhood("neural_gas", distance_ranks(rows.sq_dist), sigma)
         else:
@@ -127,9 +129,10 @@ def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hpar
     present = jnp.zeros_like(weights) if spec.missing else None
     start = (no_totals(n_units, dtype), jnp.zeros_like(weights), jnp.zeros((n_units,), dtype), present)
     if valid is None:
-        (totals, sums, members, present), (labels, sq_error) = block(start, (blocks[0], None))
+        first_sq = None if row_sq is None else row_sq[0]
+        (totals, sums, members, present), (labels, sq_error) = block(start, (blocks[0], None, first_sq))
     else:
-        (totals, sums, members, present), (labels, sq_error) = lax.scan(block, start, (blocks, valid))
+        (totals, sums, members, present), (labels, sq_error) = lax.scan(block, start, (blocks, valid, row_sq))
         labels, sq_error = labels.reshape(-1), sq_error.reshape(-1)
     evaluation = finish(totals, n_samples)
 
