@@ -68,17 +68,18 @@ def _not_measured(n_units, dtype):
 
 
 def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, total_epochs, trace,
-                 measure=True, row_sq=None):
-    """One epoch of the spec's family: ``(state, Evaluation, labels [rows], lr, sigma, trace)``.
+                 measure=True, row_sq=None, kept=None, full_pass=None):
+    """One epoch of the spec's family: ``(state, Evaluation, labels [rows], lr, sigma, trace, kept)``
+    (``kept``: Lloyd's sums carried between epochs, ``batch.KeptSums``, or None).
 
     The Evaluation is of the weights after the epoch, except for the batch family, whose pass
     measures the weights it started from (the driver shifts those by one epoch). Without
     ``measure`` the online and minibatch families skip it (``_not_measured``, labels None)."""
     n_samples, dtype = data.shape[0], data.dtype
     if spec.algorithm == "batch":
-        state, evaluation, labels, sigma = batch.epoch(spec, state, blocks, valid, n_samples, hparams, total_epochs,
-                                                       row_sq)
-        return state, evaluation, labels, jnp.ones((), dtype), sigma, None
+        state, evaluation, labels, sigma, kept = batch.epoch(spec, state, blocks, valid, n_samples, hparams,
+                                                             total_epochs, row_sq, kept, full_pass)
+        return state, evaluation, labels, jnp.ones((), dtype), sigma, None, kept
     family = online if spec.algorithm == "online" else minibatch
     total_steps = total_epochs * steps_per_epoch(spec, n_samples, epoch_order)
     state, step_metrics = family.epoch(spec, state, data, hparams, key, epoch_order, total_steps, trace)
@@ -87,7 +88,7 @@ def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, to
     else:
         evaluation, labels = _not_measured(spec.n_units, dtype), None
     lr, sigma = schedule_values(spec, hparams, (state.step - 1).astype(dtype), total_steps)
-    return state, evaluation, labels, jnp.asarray(lr, dtype), jnp.asarray(sigma, dtype), step_metrics
+    return state, evaluation, labels, jnp.asarray(lr, dtype), jnp.asarray(sigma, dtype), step_metrics, kept
 
 
 def _data_blocks(spec: Spec, data, mesh):
@@ -113,10 +114,14 @@ def _filled(spec: Spec, data):
 
 def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *, spec: Spec, n_epochs: int,
               init: str | None, trace: bool, total_epochs: int | None = None, mesh: Mesh | None = None,
-              epoch_metrics: bool = True) -> FitResult:
+              epoch_metrics: bool = True, full_pass_every: int | None = None) -> FitResult:
     """Whole training run for one key: traceable, vmappable, no host syncs. With ``resume`` (a State)
     it continues that run; the schedules then span ``total_epochs``. With ``tol`` the state freezes
-    once converged (see ``fit``). With a ``mesh``, the rows are split over its "data" axis."""
+    once converged (see ``fit``). With a ``mesh``, the rows are split over its "data" axis.
+
+    full_pass_every: Lloyd's kept sums (``batch.keeps_sums``) are computed in full at every such
+    epoch of the call (default ``chunk_length(n_epochs)``, the progress bar's chunk): the progress
+    chunks, each a call that starts with a full pass, then equal one call bit for bit."""
     TRACE_COUNT["fit"] += 1
     n_samples, dtype = data.shape[0], data.dtype
     init_key, run_key = jax.random.split(key)
@@ -130,46 +135,51 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     evaluated_before = spec.algorithm == "batch"
     # Each row's |x|^2 once per run, not once per epoch (a pass over the data every epoch).
     row_sq = row_sq_norms(spec, blocks) if evaluated_before else None
+    kept = batch.no_kept_sums(blocks.shape[0] * blocks.shape[1], start.weights) \
+        if evaluated_before and batch.keeps_sums(spec, valid) else None
+    full_pass_every = full_pass_every or chunk_length(n_epochs)
     # scikit-learn's tolerance: relative to the mean feature variance.
     scaled_tol = None if tol is None else tol * jnp.mean(jnp.nanvar(data, axis=0) if spec.missing else jnp.var(data, axis=0))
 
-    def run_epoch(state, epoch_key, epoch_order):
-        new_state, evaluation, labels, lr, sigma, step_metrics = _train_epoch(
+    def run_epoch(state, kept, epoch_key, epoch_order, index):
+        new_state, evaluation, labels, lr, sigma, step_metrics, kept = _train_epoch(
             spec, state, data, blocks, valid, hparams, epoch_key, epoch_order, total_epochs, trace,
-            measure=epoch_metrics, row_sq=row_sq)
+            measure=epoch_metrics, row_sq=row_sq, kept=kept, full_pass=index % full_pass_every == 0)
         shift_sq = jnp.sum((new_state.weights - state.weights) ** 2)
         metrics = EpochMetrics(*evaluation, center_shift=jnp.sqrt(shift_sq), lr=lr, sigma=sigma)
-        return new_state, metrics, labels, shift_sq, step_metrics
+        return new_state, kept, metrics, labels, shift_sq, step_metrics
 
     def one_epoch(carry, inputs):
-        state, labels_before, done, n_iter, last = carry
-        epoch_key, epoch_order = inputs
+        state, kept, labels_before, done, n_iter, last = carry
+        epoch_key, epoch_order, index = inputs
         if tol is None:
-            state, metrics, labels, _, step_metrics = run_epoch(state, epoch_key, epoch_order)
-            return (state, labels_before, done, n_iter + 1, metrics), (metrics, step_metrics)
+            state, kept, metrics, labels, _, step_metrics = run_epoch(state, kept, epoch_key, epoch_order, index)
+            return (state, kept, labels_before, done, n_iter + 1, metrics), (metrics, step_metrics)
 
-        def frozen(state):
-            return state, last, labels_before, jnp.zeros((), dtype), None
+        def frozen(state_and_kept):
+            return *state_and_kept, last, labels_before, jnp.zeros((), dtype), None
 
-        def train(state):
-            return run_epoch(state, epoch_key, epoch_order)[:4] + (None,)
+        def train(state_and_kept):
+            return run_epoch(*state_and_kept, epoch_key, epoch_order, index)[:5] + (None,)
 
-        new_state, metrics, labels, shift_sq, _ = lax.cond(done, frozen, train, state)
+        new_state, kept, metrics, labels, shift_sq, _ = lax.cond(done, frozen, train, (state, kept))
         # scikit-learn's rule: labels unchanged since the last epoch, or a small squared centre shift.
         converged = jnp.all(labels == labels_before) | (shift_sq <= scaled_tol)
-        carry = (new_state, labels, done | converged, n_iter + (~done).astype(jnp.int32), metrics)
+        carry = (new_state, kept, labels, done | converged, n_iter + (~done).astype(jnp.int32), metrics)
         return carry, (metrics, None)
 
     n_rows = blocks.shape[0] * blocks.shape[1]
     no_metrics = EpochMetrics(*(jnp.zeros((), dtype) for _ in range(4)), jnp.zeros((), dtype),
                               jnp.zeros((), dtype), jnp.zeros((), dtype))
     no_metrics = no_metrics._replace(dead_units=jnp.zeros((), jnp.int32))
-    carry = (start, jnp.full((n_rows,), -2, jnp.int32), jnp.zeros((), bool), jnp.zeros((), jnp.int32), no_metrics)
+    carry = (start, kept, jnp.full((n_rows,), -2, jnp.int32), jnp.zeros((), bool), jnp.zeros((), jnp.int32),
+             no_metrics)
     # Epoch e of the whole run draws from fold_in(run_key, e): a run trained in chunks (resume, or
     # progress) with the same key sees the same permutations and samples as one uninterrupted run.
     first_epoch = start.step // steps_per_epoch(spec, n_samples, order)
     epoch_keys = jax.vmap(lambda e: jax.random.fold_in(run_key, e))(first_epoch + jnp.arange(n_epochs))
-    (state, _, _, n_iter, _), (metrics, steps) = lax.scan(one_epoch, carry, (epoch_keys, order))
+    (state, _, _, _, n_iter, _), (metrics, steps) = lax.scan(one_epoch, carry,
+                                                             (epoch_keys, order, jnp.arange(n_epochs)))
     if not epoch_metrics and not evaluated_before:  # only the last epoch is measured, after the scan
         final, _ = evaluate_blocks(spec, state.weights, blocks, valid, n_samples)
         metrics = EpochMetrics(*(per_epoch.at[-1].set(last) for per_epoch, last in zip(metrics[:4], final)),
@@ -187,7 +197,7 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     return FitResult(state=state, metrics=metrics, trace=steps, n_iter=n_iter)
 
 
-_STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs", "mesh", "epoch_metrics")
+_STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs", "mesh", "epoch_metrics", "full_pass_every")
 
 
 @functools.cache
@@ -230,7 +240,8 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
       ``fit(k2, ..., n_epochs=100, resume=first.state, total_epochs=1000)`` continues ``first``
       (weights, consciences, step count; ``init`` is then unused) with the schedules spanning
       ``total_epochs``. Epoch e draws its randomness from ``fold_in(key, e)``, so chunks trained
-      with the same key (or the same ``order``) reproduce one uninterrupted run exactly.
+      with the same key (or the same ``order``) reproduce one uninterrupted run exactly (Lloyd's
+      K-means, whose kept sums start afresh in every call, to rounding).
     tol: stop early, as scikit-learn's KMeans does: after the first epoch whose labels (best units
       of all the data) equal the previous epoch's, or whose squared centre shift
       ``sum |W_new - W_old|^2`` is at most ``tol * mean(var(data, axis=0))``. The iteration count
@@ -324,9 +335,11 @@ def _fit_with_progress(key, data, spec, hparams, n_epochs, *, init, order, trace
     def run_chunk(first, chunk, start):
         # The same key every chunk, by design (epoch e draws from fold_in(key, e)): cloned so that
         # JAX's key-reuse checker sees no reuse.
-        return fit(jax.random.clone(key), data, spec, hparams, chunk,
-                   order=None if order is None else order[first:first + chunk], trace=trace, resume=start,
-                   total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics)
+        # Lloyd's kept sums are then summed in full at the same epochs as in one call.
+        return _run(spec, fit_call(jax.random.clone(key), data, spec, hparams, chunk,
+                                   order=None if order is None else order[first:first + chunk], trace=trace,
+                                   resume=start, total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics,
+                                   full_pass_every=chunk))
 
     return _in_chunks(run_chunk, n_epochs, resume)
 
@@ -358,9 +371,10 @@ def _start_weights(method, spec, init_key, data):
 
 
 def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False,
-             resume=None, total_epochs=None, tol=None, mesh=None, epoch_metrics=True):
+             resume=None, total_epochs=None, tol=None, mesh=None, epoch_metrics=True, full_pass_every=None):
     """What ``fit`` runs, validated but not run: ``(jitted, args, static_kwargs)``. Benchmarks time
-    ``jitted.lower(*args, **static_kwargs).compile()`` apart from the run."""
+    ``jitted.lower(*args, **static_kwargs).compile()`` apart from the run. ``full_pass_every``: see
+    ``_fit_impl`` (the progress chunks pass the whole run's)."""
     key = validation.check_keys(key, batched=False)
     if resume is not None:
         init = None  # the weights come from the resumed state
@@ -376,7 +390,7 @@ def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order
         raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
     return jitted, (key, data, hparams, init_weights, order, resume, tol), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs, mesh=mesh,
-        epoch_metrics=bool(epoch_metrics))
+        epoch_metrics=bool(epoch_metrics), full_pass_every=full_pass_every or chunk_length(n_epochs))
 
 
 def default_group_size(backend: str) -> int | None:
@@ -389,7 +403,8 @@ def default_group_size(backend: str) -> int | None:
 
 
 def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None, *, spec, n_epochs, init, trace,
-                hparam_axes, seed_axes, group_size=None, mesh=None, epoch_metrics=True, total_epochs=None):
+                hparam_axes, seed_axes, group_size=None, mesh=None, epoch_metrics=True, total_epochs=None,
+                full_pass_every=None):
     """Every (hparams, seed) run of a sweep. Each group of devices along ``mesh``'s "seeds" axis (when
     it has one) takes its share of the seeds (``shard_map``, manual over "seeds" only) and runs its
     H x S_local runs as ``lax.map`` over groups of ``group_size`` vmapped runs (None: all vmapped at
@@ -416,7 +431,7 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
                 lambda leaf: leaf[setting, seed] if any(swept) else leaf[seed], resume)
             return _fit_impl(key, data, hp, weights, seed_order, start, tol=tol, spec=spec, n_epochs=n_epochs,
                              init=init, trace=trace, epoch_metrics=epoch_metrics, total_epochs=total_epochs,
-                             mesh=data_mesh)
+                             mesh=data_mesh, full_pass_every=full_pass_every)
 
         runs = jnp.arange(n_runs, dtype=jnp.int32)
         # Each run is handed its key rather than indexing a closed-over array of keys inside the loop,
@@ -511,16 +526,17 @@ def _sweep_with_progress(keys, data, spec, hparams, n_epochs, *, init, order, tr
         total_epochs = total_epochs or n_epochs
 
     def run_chunk(first, chunk, start):
-        return sweep(jax.random.clone(keys), data, spec, hparams, chunk,
-                     order=None if order is None else order[..., first:first + chunk, :], trace=trace,
-                     group_size=group_size, epoch_metrics=epoch_metrics, resume=start, total_epochs=total_epochs,
-                     mesh=mesh)
+        return _run(spec, sweep_call(jax.random.clone(keys), data, spec, hparams, chunk,
+                                     order=None if order is None else order[..., first:first + chunk, :],
+                                     trace=trace, group_size=group_size, epoch_metrics=epoch_metrics, resume=start,
+                                     total_epochs=total_epochs, mesh=mesh, full_pass_every=chunk))
 
     return _in_chunks(run_chunk, n_epochs, resume)
 
 
 def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", order=None, trace=False, tol=None,
-               group_size=None, epoch_metrics=True, resume=None, total_epochs=None, mesh=None):
+               group_size=None, epoch_metrics=True, resume=None, total_epochs=None, mesh=None,
+               full_pass_every=None):
     """What ``sweep`` runs, validated and placed but not run: ``(jitted, args, static_kwargs)``."""
     keys = validation.check_keys(keys, batched=True)
     n_seeds = keys.shape[0]
@@ -562,12 +578,13 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
     if not epoch_metrics and tol is not None:
         raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
     static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes", "group_size", "mesh",
-                    "epoch_metrics", "total_epochs")
+                    "epoch_metrics", "total_epochs", "full_pass_every")
     jitted = _compiled(_sweep_impl, static_names, backend, spec.algorithm)
     return jitted, (keys, data, hparams, init_weights, order, tol, resume), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
         seed_axes=(weights_axis, order_axis), group_size=group_size, mesh=mesh,
-        epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs)
+        epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs,
+        full_pass_every=full_pass_every or chunk_length(n_epochs))
 
 
 @functools.cache

@@ -43,6 +43,23 @@ def test_sweep_with_progress_and_resume_equal_one_sweep():
         cc.sweep(keys[:2], X, spec, hparams, 4, resume=first.state, total_epochs=6)
 
 
+@jax.debug_key_reuse(False)  # sweeps: see NO_KEY_REUSE_CHECK in test_loop.py
+def test_lloyd_with_progress_equals_one_call():
+    """Lloyd keeps its sums between epochs and sums in full every chunk_length(n_epochs) epochs, so the
+    progress chunks (each starting with a full pass) still equal one call, fit and sweep."""
+    rng = np.random.default_rng(3)
+    data = (rng.normal(size=(600, 2)) + rng.integers(0, 4, (600, 1)) * 1.5).astype(np.float32)
+    spec, hparams = cc.kmeans(6), cc.Hparams()
+    one = cc.fit(jax.random.key(1), data, spec, hparams, 40)
+    chunked = cc.fit(jax.random.key(1), data, spec, hparams, 40, progress=True)
+    np.testing.assert_array_equal(chunked.state.weights, one.state.weights)
+    np.testing.assert_array_equal(chunked.metrics.inertia, one.metrics.inertia)
+    keys = jax.random.split(jax.random.key(2), 2)
+    one = cc.sweep(keys, data, spec, hparams, 40)
+    chunked = cc.sweep(keys, data, spec, hparams, 40, progress=True)
+    np.testing.assert_array_equal(chunked.state.weights, one.state.weights)
+
+
 def test_a_diverged_run_warns():
     blobs = cc.data.make_blobs(0, n_per_blob=20)[0] * 50  # unscaled: neurolab's rule overshoots
     with pytest.warns(RuntimeWarning, match="diverged.*global_norm"):
