@@ -135,8 +135,8 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     evaluated_before = spec.algorithm == "batch"
     # Each row's |x|^2 once per run, not once per epoch (a pass over the data every epoch).
     row_sq = row_sq_norms(spec, blocks) if evaluated_before else None
-    kept = batch.no_kept_sums(blocks.shape[0] * blocks.shape[1], start.weights) \
-        if evaluated_before and batch.keeps_sums(spec, valid) else None
+    n_rows = blocks.shape[0] * blocks.shape[1]
+    kept = batch.no_kept_sums(n_rows, start.weights) if evaluated_before and batch.keeps_sums(spec, valid) else None
     full_pass_every = full_pass_every or chunk_length(n_epochs)
     # scikit-learn's tolerance: relative to the mean feature variance.
     scaled_tol = None if tol is None else tol * jnp.mean(jnp.nanvar(data, axis=0) if spec.missing else jnp.var(data, axis=0))
@@ -168,7 +168,6 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
         carry = (new_state, kept, labels, done | converged, n_iter + (~done).astype(jnp.int32), metrics)
         return carry, (metrics, None)
 
-    n_rows = blocks.shape[0] * blocks.shape[1]
     no_metrics = EpochMetrics(*(jnp.zeros((), dtype) for _ in range(4)), jnp.zeros((), dtype),
                               jnp.zeros((), dtype), jnp.zeros((), dtype))
     no_metrics = no_metrics._replace(dead_units=jnp.zeros((), jnp.int32))
@@ -390,7 +389,7 @@ def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order
         raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
     return jitted, (key, data, hparams, init_weights, order, resume, tol), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs, mesh=mesh,
-        epoch_metrics=bool(epoch_metrics), full_pass_every=full_pass_every or chunk_length(n_epochs))
+        epoch_metrics=bool(epoch_metrics), full_pass_every=full_pass_every)
 
 
 def default_group_size(backend: str) -> int | None:
@@ -583,8 +582,7 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
     return jitted, (keys, data, hparams, init_weights, order, tol, resume), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
         seed_axes=(weights_axis, order_axis), group_size=group_size, mesh=mesh,
-        epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs,
-        full_pass_every=full_pass_every or chunk_length(n_epochs))
+        epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs, full_pass_every=full_pass_every)
 
 
 @functools.cache
