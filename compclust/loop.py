@@ -21,7 +21,7 @@ from . import validation
 from .algorithms import batch, minibatch, online
 from .algorithms.online import schedule_values, step
 from .initializers import initialize
-from .metrics import Evaluation, as_blocks, evaluate_blocks, row_sq_norms
+from .metrics import as_blocks, evaluate_blocks, not_measured, row_sq_norms
 from .spec import Hparams, Spec
 from .state import EpochMetrics, FitResult, State, StepMetrics
 
@@ -61,12 +61,6 @@ def steps_per_epoch(spec: Spec, n_samples: int, order) -> int:
     return online.steps_per_epoch(spec, n_samples, order)
 
 
-def _not_measured(n_units, dtype):
-    """The Evaluation of an epoch that was not measured (``epoch_metrics=False``): NaN, dead units -1."""
-    nan = jnp.full((), jnp.nan, dtype)
-    return Evaluation(nan, nan, nan, jnp.full((), -1, jnp.int32))
-
-
 def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, total_epochs, trace,
                  measure=True, row_sq=None, kept=None, full_pass=None):
     """One epoch of the spec's family: ``(state, Evaluation, labels [rows], lr, sigma, trace, kept)``
@@ -74,7 +68,7 @@ def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, to
 
     The Evaluation is of the weights after the epoch, except for the batch family, whose pass
     measures the weights it started from (the driver shifts those by one epoch). Without
-    ``measure`` the online and minibatch families skip it (``_not_measured``, labels None)."""
+    ``measure`` the online and minibatch families skip it (``metrics.not_measured``, labels None)."""
     n_samples, dtype = data.shape[0], data.dtype
     if spec.algorithm == "batch":
         state, evaluation, labels, sigma, kept = batch.epoch(spec, state, blocks, valid, n_samples, hparams,
@@ -86,7 +80,7 @@ def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, to
     if measure:
         evaluation, labels = evaluate_blocks(spec, state.weights, blocks, valid, n_samples)
     else:
-        evaluation, labels = _not_measured(spec.n_units, dtype), None
+        evaluation, labels = not_measured(dtype), None
     lr, sigma = schedule_values(spec, hparams, (state.step - 1).astype(dtype), total_steps)
     return state, evaluation, labels, jnp.asarray(lr, dtype), jnp.asarray(sigma, dtype), step_metrics, kept
 
@@ -119,9 +113,10 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     it continues that run; the schedules then span ``total_epochs``. With ``tol`` the state freezes
     once converged (see ``fit``). With a ``mesh``, the rows are split over its "data" axis.
 
-    full_pass_every: Lloyd's kept sums (``batch.keeps_sums``) are computed in full at every such
-    epoch of the call (default ``chunk_length(n_epochs)``, the progress bar's chunk): the progress
-    chunks, each a call that starts with a full pass, then equal one call bit for bit."""
+    full_pass_every: Lloyd's kept sums (``batch.keeps_sums``) and bounds are computed in full at every
+    such epoch of the call (default ``chunk_length(n_epochs)``, the progress bar's chunk): the progress
+    chunks, each a call that starts with a full pass, then equal one call bit for bit. With ``tol``
+    (never run in chunks) the default is the first epoch only."""
     TRACE_COUNT["fit"] += 1
     n_samples, dtype = data.shape[0], data.dtype
     init_key, run_key = jax.random.split(key)
@@ -136,8 +131,11 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     # Each row's |x|^2 once per run, not once per epoch (a pass over the data every epoch).
     row_sq = row_sq_norms(spec, blocks) if evaluated_before else None
     n_rows = blocks.shape[0] * blocks.shape[1]
-    kept = batch.no_kept_sums(n_rows, start.weights) if evaluated_before and batch.keeps_sums(spec, valid) else None
-    full_pass_every = full_pass_every or chunk_length(n_epochs)
+    kept = None
+    if evaluated_before and batch.keeps_sums(spec, valid, epoch_metrics):
+        kept = batch.no_kept_sums(n_rows, start.weights, batch.keeps_bounds(spec, valid, epoch_metrics))
+    # With tol the run is never cut into progress chunks, so only its first epoch need be a full pass.
+    full_pass_every = full_pass_every or (n_epochs if tol is not None else chunk_length(n_epochs))
     # scikit-learn's tolerance: relative to the mean feature variance.
     scaled_tol = None if tol is None else tol * jnp.mean(jnp.nanvar(data, axis=0) if spec.missing else jnp.var(data, axis=0))
 
@@ -212,6 +210,13 @@ def _compiled(impl, static_argnames, backend, algorithm="online"):
     return jax.jit(impl, static_argnames=static_argnames, compiler_options=options)
 
 
+def _check_tol_needs_labels(spec: Spec, tol, epoch_metrics):
+    """The stopping test needs every epoch's labels, which only the batch family's pass finds unmeasured."""
+    if not epoch_metrics and tol is not None and spec.algorithm != "batch":
+        raise ValueError("epoch_metrics=False cannot be used with tol outside the batch family: the stopping "
+                         "test needs every epoch's labels")
+
+
 def _prepare(spec, data, hparams, n_epochs, init, order, sweepable, n_seeds=None, trace=False, tol=None):
     dtype = validation.dtype_of(spec)
     data = validation.check_data(data, dtype, missing=spec.missing)
@@ -259,14 +264,17 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
     epoch_metrics: measure every epoch (the default). False measures only the last epoch of the
       call (the others' quantization_error, topographic_error and inertia are NaN, dead_units -1;
       center_shift, lr and sigma stay per epoch): for small online maps the measurement costs
-      about a third of the run (digits 10x10: ~1 ms of ~3 ms per epoch). Not with ``tol`` (its
-      test needs every epoch's labels); the batch family measures every epoch as part of its pass.
+      about a third of the run (digits 10x10: ~1 ms of ~3 ms per epoch). The batch family measures
+      every epoch as part of its pass anyway, except Lloyd's K-means (Euclidean, no grid, complete
+      data in one block): unmeasured, its epochs run on Hamerly's bounds and compute the distances
+      of only the rows whose nearest centre may have changed (same labels and centres; MNIST,
+      K = 10: ~2x faster an iteration). Online and minibatch: not with ``tol``, whose test needs
+      every epoch's labels.
 
     The result's ``metrics`` are per epoch, measured on all the data after it; ``n_iter`` the
     epochs run. The batch family's schedules run per epoch (epoch e of E at t = e, T = E - 1).
     """
-    if not epoch_metrics and tol is not None:
-        raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
+    _check_tol_needs_labels(spec, tol, epoch_metrics)
     if progress and tol is None:
         return _fit_with_progress(key, data, spec, hparams, n_epochs, init=init, order=order, trace=trace,
                                   resume=resume, total_epochs=total_epochs, mesh=mesh, epoch_metrics=epoch_metrics)
@@ -385,8 +393,7 @@ def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order
     total_epochs = validation.check_total_epochs(total_epochs, n_epochs, resume, n_steps)
     validation.check_mesh(mesh, spec, "data")
     jitted = _compiled(_fit_impl, _STATIC, jax.default_backend(), spec.algorithm)
-    if not epoch_metrics and tol is not None:
-        raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
+    _check_tol_needs_labels(spec, tol, epoch_metrics)
     return jitted, (key, data, hparams, init_weights, order, resume, tol), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs, mesh=mesh,
         epoch_metrics=bool(epoch_metrics), full_pass_every=full_pass_every)
@@ -574,8 +581,7 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
         if resume is not None:
             by_run = NamedSharding(mesh, PartitionSpec(None, seeds) if len(runs_shape) == 2 else by_seed.spec)
             resume = jax.device_put(resume, by_run)
-    if not epoch_metrics and tol is not None:
-        raise ValueError("epoch_metrics=False cannot be used with tol: the stopping test needs every epoch's labels")
+    _check_tol_needs_labels(spec, tol, epoch_metrics)
     static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes", "group_size", "mesh",
                     "epoch_metrics", "total_epochs", "full_pass_every")
     jitted = _compiled(_sweep_impl, static_names, backend, spec.algorithm)
@@ -599,14 +605,15 @@ class Restarts(NamedTuple):
 
 
 def restarts(keys, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="kmeans++", tol=None,
-             criterion: str = "inertia", mesh: Mesh | None = None) -> Restarts:
+             criterion: str = "inertia", mesh: Mesh | None = None, epoch_metrics: bool = True) -> Restarts:
     """R initialisations (one per key) trained as one ``sweep``; keeps the run whose final
     ``criterion`` ("inertia" or "quantization_error") is lowest, as scikit-learn's ``n_init``.
-    hparams must not be swept here. mesh: as in ``sweep``."""
+    hparams must not be swept here. mesh, epoch_metrics: as in ``sweep`` (the choice needs only the
+    last epoch's metrics, so ``epoch_metrics=False`` lets Lloyd's K-means run on bounds)."""
     if criterion not in ("inertia", "quantization_error"):
         raise ValueError(f"criterion must be 'inertia' or 'quantization_error', got {criterion!r}")
     validation.check_hparams(hparams, spec, validation.dtype_of(spec), sweepable=False)
-    runs = sweep(keys, data, spec, hparams, n_epochs, init=init, tol=tol, mesh=mesh)
+    runs = sweep(keys, data, spec, hparams, n_epochs, init=init, tol=tol, mesh=mesh, epoch_metrics=epoch_metrics)
     scores = getattr(runs.metrics, criterion)[:, -1]
     best_index = int(jnp.argmin(scores))
     best = jax.tree_util.tree_map(lambda leaf: leaf[best_index], runs)

@@ -144,6 +144,12 @@ def add_rows(totals: Totals, rows: Rows, valid=None, *, scatter: bool = True) ->
                   totals.not_adjacent + jnp.sum(not_adjacent), totals.won | won)
 
 
+def not_measured(dtype) -> Evaluation:
+    """The Evaluation of an epoch that was not measured (``epoch_metrics=False``): NaN, dead units -1."""
+    nan = jnp.full((), jnp.nan, dtype)
+    return Evaluation(nan, nan, nan, jnp.full((), -1, jnp.int32))
+
+
 def finish(totals: Totals, n_samples: int) -> Evaluation:
     return Evaluation(quantization_error=totals.error / n_samples,
                       topographic_error=totals.not_adjacent / n_samples,  # exactly 0 when every pair is adjacent

@@ -392,7 +392,7 @@ def test_kept_sums_follow_relabellings_and_compensate_rounding():
     labels = rng.integers(0, k, n).astype(np.int32)
     onehot = np.eye(k)[labels]
     kept = batch.KeptSums(jax.numpy.asarray(labels), jax.numpy.asarray((onehot.T @ X).astype(np.float32)),
-                          jax.numpy.zeros((k, d)), jax.numpy.asarray(onehot.sum(0), np.float32))
+                          jax.numpy.zeros((k, d)), jax.numpy.asarray(onehot.sum(0), np.float32), None)
     update = jax.jit(batch.updated_sums)
     plain = np.asarray(kept.sums).copy()
     for _ in range(200):

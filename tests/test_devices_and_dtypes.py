@@ -94,3 +94,20 @@ def test_float64_batch_families_run_end_to_end():
         print(json.dumps(out))
     """, {})
     assert all(row == ["float64", "float64", True] for row in result), result
+
+
+def test_float64_lloyd_on_bounds_equals_measured_lloyd():
+    """Hamerly's bounds in float64 (their rounding slack scales with the dtype's eps): the same centres
+    as measuring every epoch."""
+    result = run_python("""
+        import json, jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        import compclust as cc
+        from sklearn import datasets
+        X, _ = datasets.make_blobs(500, centers=6, n_features=20, cluster_std=4.0, random_state=2)
+        spec = cc.kmeans(7, dtype="float64")
+        runs = [cc.fit(jax.random.key(0), X, spec, cc.Hparams(), 25, epoch_metrics=m) for m in (True, False)]
+        print(json.dumps([str(runs[1].state.weights.dtype),
+                          bool(np.array_equal(runs[0].state.weights, runs[1].state.weights))]))
+    """, {})
+    assert result == ["float64", True], result

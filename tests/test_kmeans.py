@@ -78,6 +78,11 @@ def test_lloyd_matches_sklearn_and_the_reference_from_the_same_centres(name):
     np.testing.assert_array_equal(cc.bmu(spec, r.state.weights, X), km.labels_)
     np.testing.assert_allclose(r.metrics.inertia[-1], km.inertia_, rtol=1e-5)
     np.testing.assert_allclose(r.state.weights, km.cluster_centers_, atol=1e-5)
+    # unmeasured epochs run on Hamerly's bounds: the same answer
+    bounded = cc.fit(jax.random.key(0), X, spec, HP, 100, init=C0, tol=0.0, epoch_metrics=False)
+    assert int(bounded.n_iter) == km.n_iter_
+    np.testing.assert_array_equal(cc.bmu(spec, bounded.state.weights, X), km.labels_)
+    np.testing.assert_allclose(bounded.metrics.inertia[-1], km.inertia_, rtol=1e-5)
     # epoch by epoch against the transcription, and the inertia never increases (Lloyd's theorem)
     _, _, history = rb.lloyd_fit(X, C0, n)
     inertia = np.asarray(r.metrics.inertia)
@@ -118,6 +123,111 @@ def test_chunked_lloyd_relocates_empty_clusters_like_unchunked():
     r = cc.fit(jax.random.key(0), X, cc.kmeans(4, chunk_size=7), HP, 100, init=C0, tol=0.0)
     assert int(r.n_iter) == km.n_iter_
     np.testing.assert_allclose(r.state.weights, km.cluster_centers_, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- Hamerly's bounds
+
+def _bounds_case(name):
+    """(X, C0): data sets chosen against the bounds: exact ties, duplicates, a far and a doubled
+    centre (empty clusters), more centres than the one-hot sums take, wide rows, a far offset."""
+    rng = np.random.default_rng(11)
+    if name == "ties":  # small integers: many rows exactly as far from two centres
+        X = rng.integers(0, 3, (400, 3)).astype(np.float32)
+        return X, X[rng.choice(400, 7, replace=False)]
+    if name == "duplicates":  # repeated rows and a doubled centre: an empty cluster at once
+        X = np.repeat(rng.normal(size=(60, 5)), 4, axis=0).astype(np.float32)
+        return X, np.vstack([X[:5], X[:1]])
+    if name == "far_centre":
+        return data_set("empty_cluster")
+    if name == "many":  # 40 centres: above batch.ONE_HOT_UNITS, the kept sums come from the bounds only
+        X, _ = datasets.make_blobs(1500, centers=25, n_features=4, cluster_std=2.0, random_state=3)
+        X = X.astype(np.float32)
+        return X, X[rng.choice(len(X), 40, replace=False)]
+    if name == "wide":  # D > FEW_FEATURES: ranked by |w|^2 - 2 x.w, each row's |x|^2 added after
+        X, _ = datasets.make_blobs(800, centers=6, n_features=40, cluster_std=6.0, random_state=4)
+        X = X.astype(np.float32)
+        return X, X[rng.choice(len(X), 8, replace=False)]
+    if name == "offset":  # far from the origin: the rounding of |x|^2 is what the bounds' slack is for
+        X, _ = datasets.make_blobs(600, centers=4, n_features=20, random_state=5)
+        X = (X + 1000.0).astype(np.float32)
+        return X, X[rng.choice(len(X), 5, replace=False)]
+    return data_set(name)
+
+
+@pytest.mark.parametrize("name", ["blobs", "digits", "ties", "duplicates", "far_centre", "many", "wide", "offset"])
+def test_lloyd_on_bounds_equals_lloyd_measuring_every_row(name):
+    """Unmeasured Lloyd (``epoch_metrics=False``: Hamerly's bounds, only the rows in doubt searched)
+    against measured Lloyd (every row's distances every epoch) from the same centres: the same
+    labels every epoch, hence the same iterations and, where both keep their sums (K <= 32), the
+    same centres bit for bit; with 40 centres the measured run sums in full, so to rounding."""
+    X, C0 = _bounds_case(name)
+    spec = cc.kmeans(len(C0))
+    for tol in (None, 0.0):
+        measured = cc.fit(jax.random.key(0), X, spec, HP, 30, init=C0, tol=tol)
+        bounded = cc.fit(jax.random.key(0), X, spec, HP, 30, init=C0, tol=tol, epoch_metrics=False)
+        assert int(bounded.n_iter) == int(measured.n_iter)
+        np.testing.assert_array_equal(cc.bmu(spec, bounded.state.weights, X), cc.bmu(spec, measured.state.weights, X))
+        if len(C0) <= 32:
+            np.testing.assert_array_equal(bounded.state.weights, measured.state.weights)
+            np.testing.assert_array_equal(bounded.metrics.center_shift, measured.metrics.center_shift)
+        else:
+            np.testing.assert_allclose(bounded.state.weights, measured.state.weights, rtol=1e-5, atol=1e-4)
+        last = int(measured.n_iter) - 1
+        np.testing.assert_allclose(bounded.metrics.inertia[last:], measured.metrics.inertia[last:], rtol=1e-6)
+        assert np.all(np.isnan(bounded.metrics.inertia[:last]))
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_bounded_search_finds_every_rows_nearest_centre_as_centres_jump(wide):
+    """batch.bounded_search against a full search while the centres move at random, from tiny steps
+    to jumps past one another (not Lloyd's steps, so every test of the bounds gets used): the same
+    labels every time, and the bounds stay bounds (upper >= distance to the own centre, lower <=
+    distance to every other one, to float rounding)."""
+    from compclust.algorithms import batch
+    from compclust.metrics import row_sq_norms
+
+    rng = np.random.default_rng(7)
+    d = 30 if wide else 3
+    X = jax.numpy.asarray(rng.normal(size=(700, d)).astype(np.float32))
+    spec = cc.kmeans(9)
+    row_sq = row_sq_norms(spec, X[None])
+    row_sq = None if row_sq is None else row_sq[0]
+    full = jax.jit(lambda W: batch.nearest_two(spec, W, X, row_sq))
+    search = jax.jit(lambda W, kept: batch.bounded_search(spec, W, X, row_sq, kept))
+    W = X[:9]
+    found, second = full(W)
+    kept = batch.KeptSums(found.best, None, None, None, batch.Bounds(jax.numpy.sqrt(found.sq_error), second, W))
+    for step in range(40):
+        scale = [1e-4, 1e-2, 0.1, 1.0][step % 4]
+        W = W + jax.numpy.asarray(rng.normal(size=W.shape).astype(np.float32) * scale)
+        labels, bounds = search(W, kept)
+        truth, _ = full(W)
+        np.testing.assert_array_equal(labels, truth.best)
+        dist = np.sqrt(((np.asarray(X, np.float64)[:, None] - np.asarray(W, np.float64)[None]) ** 2).sum(-1))
+        own = dist[np.arange(len(X)), np.asarray(labels)]
+        others = np.where(np.arange(9)[None] == np.asarray(labels)[:, None], np.inf, dist).min(1)
+        assert np.all(np.asarray(bounds.upper) >= own - 1e-4 * (1 + own))
+        assert np.all(np.asarray(bounds.lower) <= others + 1e-4 * (1 + others))
+        kept = kept._replace(labels=labels, bounds=bounds)
+
+
+@NO_KEY_REUSE_CHECK
+def test_lloyd_on_bounds_in_lockstep_sweeps_equals_fit():
+    """Seeds vmapped in lockstep (group_size > 1, as on a GPU), where each seed's bounds leave a
+    different number of rows in doubt: every seed still gets its own fit's answer."""
+    X, _ = _bounds_case("wide")
+
+    def keys():
+        return jax.random.split(jax.random.key(4), 4)
+
+    spec = cc.kmeans(8)
+    swept = cc.sweep(keys(), X, spec, HP, 20, init="kmeans++", tol=0.0, group_size=4, epoch_metrics=False)
+    for i in range(4):
+        one = cc.fit(keys()[i], X, spec, HP, 20, init="kmeans++", tol=0.0)
+        assert int(swept.n_iter[i]) == int(one.n_iter)
+        np.testing.assert_array_equal(cc.bmu(spec, swept.state.weights[i], X), cc.bmu(spec, one.state.weights, X))
+        np.testing.assert_allclose(swept.state.weights[i], one.state.weights, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(swept.metrics.inertia[i, -1], one.metrics.inertia[-1], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- k-means++
@@ -254,4 +364,9 @@ def test_restarts_keep_the_lowest_inertia_and_every_run():
     assert int(out.best_index) == int(np.argmin(final))
     for a, b in zip(jax.tree.leaves(out.best), jax.tree.leaves(pick(out.runs, int(out.best_index)))):
         np.testing.assert_array_equal(a, b)
+    # the choice needs only the last epoch's metrics: unmeasured epochs (on bounds) choose the same run
+    fast = cc.restarts(keys(), X, cc.kmeans(5), HP, 6, init="kmeans++", epoch_metrics=False)
+    assert int(fast.best_index) == int(out.best_index)
+    np.testing.assert_array_equal(fast.best.state.weights, out.best.state.weights)
+    np.testing.assert_allclose(fast.scores, out.scores, rtol=1e-6)
     # runs[i] == fit(keys[i]) is checked on the batch SOM's restarts (tests/test_batch.py)

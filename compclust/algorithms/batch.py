@@ -10,7 +10,9 @@ Cottrell et al.'s batch Neural Gas are one epoch with three neighbourhoods:
 The same pass yields the quality of the weights the epoch started from (QE, TE, inertia), so the
 driver gets the metrics of epoch e from the pass of epoch e + 1 and one pass after the last.
 Lloyd with few centres keeps ``S`` and ``n`` between epochs (``KeptSums``) and moves only the rows
-whose centre changed, instead of summing every row again.
+whose centre changed, instead of summing every row again; with the Euclidean activation and no grid
+it also keeps Hamerly's bounds (``Bounds``) and computes the distances to all centres only for the
+rows whose nearest centre may have changed.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from jax import lax
 
 from .. import schedules, topology
 from ..kernels import SIGMA_FLOOR, neighbourhood
-from ..metrics import add_rows, assign_rows, finish, no_totals
+from ..metrics import add_rows, assign_rows, finish, no_totals, not_measured
 from ..spec import Hparams, Spec
 from ..state import State
 from .online import distance_ranks
@@ -36,24 +38,53 @@ FULL_PASS_SHARE = 4
 CHANGED_CHUNK = 256  # changed rows moved per iteration of the update loop
 
 
+# Hamerly's bounds: with fewer than 1 / SEARCH_SHARE of the rows in doubt, only those rows are compared
+# with every centre, SEARCH_CHUNK rows at a time; otherwise all rows are (one matrix product).
+SEARCH_SHARE = 3
+SEARCH_CHUNK = 256
+
+
+class Bounds(NamedTuple):
+    """Hamerly's (2010) bounds on every row's distances: a row keeps its centre, with no distance
+    computed, while ``upper`` is below ``max(lower, half the gap from its centre to the nearest other
+    one)``. When the centres move, ``upper`` grows by how far the row's own centre moved and ``lower``
+    shrinks by the farthest any other centre moved; the rows in doubt get their distances anew."""
+    upper: jax.Array    # [N]: at least each row's distance to its own centre
+    lower: jax.Array    # [N]: at most each row's distance to any other centre
+    centres: jax.Array  # [K, D]: the centres both were measured against
+
+
 class KeptSums(NamedTuple):
     """A Lloyd pass's statistics, for the next epoch to update (``keeps_sums``)."""
     labels: jax.Array       # [N] int32: every row's centre then (-1 before the first pass)
     sums: jax.Array         # [K, D]: sum of each centre's rows (before any empty-cluster relocation)
     sums_error: jax.Array   # [K, D]: what float32 rounding took from ``sums`` (compensated summation)
     members: jax.Array      # [K]: rows per centre
+    bounds: Bounds | None   # where ``keeps_bounds``
 
 
-def keeps_sums(spec: Spec, valid) -> bool:
-    """Whether the epoch updates ``KeptSums``: Lloyd (delta kernel) with up to ONE_HOT_UNITS centres
-    (whose full pass is a product, slower than a scatter of the few changed rows), complete data in
-    one unpadded block (no chunk_size, no mesh)."""
-    return spec.kernel == "delta" and spec.n_units <= ONE_HOT_UNITS and not spec.missing and valid is None
+def keeps_bounds(spec: Spec, valid, measure: bool) -> bool:
+    """Whether Lloyd runs on ``Bounds``: where the epochs need not measure the weights (which takes
+    every row's distance), with Euclidean distances (a metric, which the bounds need), no grid, and
+    complete data in one unpadded block (no chunk_size, no mesh)."""
+    return (not measure and spec.kernel == "delta" and spec.activation == "neg_sq_euclidean"
+            and spec.grid is None and not spec.missing and valid is None)
 
 
-def no_kept_sums(n_rows: int, weights) -> KeptSums:
+def keeps_sums(spec: Spec, valid, measure: bool = True) -> bool:
+    """Whether the epoch updates ``KeptSums``: Lloyd (delta kernel) on complete data in one unpadded
+    block, with up to ONE_HOT_UNITS centres (whose full pass is a product, slower than a scatter of
+    the few changed rows) or on bounds (which find the few changed rows without a full pass)."""
+    return (spec.kernel == "delta" and not spec.missing and valid is None
+            and (spec.n_units <= ONE_HOT_UNITS or keeps_bounds(spec, valid, measure)))
+
+
+def no_kept_sums(n_rows: int, weights, bounded: bool) -> KeptSums:
     zeros = jnp.zeros_like(weights)
-    return KeptSums(jnp.full((n_rows,), -1, jnp.int32), zeros, zeros, jnp.zeros(weights.shape[:1], weights.dtype))
+    no_rows = jnp.zeros((n_rows,), weights.dtype)
+    bounds = Bounds(no_rows, no_rows, weights) if bounded else None
+    return KeptSums(jnp.full((n_rows,), -1, jnp.int32), zeros, zeros, jnp.zeros(weights.shape[:1], weights.dtype),
+                    bounds)
 
 
 def _two_sum(a, b):
@@ -87,7 +118,69 @@ def updated_sums(data, labels, kept: KeptSums) -> KeptSums:
 
     _, sums, error, members = lax.while_loop(lambda carry: carry[0] < n_changed, move,
                                              (jnp.zeros((), jnp.int32), kept.sums, kept.sums_error, kept.members))
-    return KeptSums(labels, sums, error, members)
+    return KeptSums(labels, sums, error, members, kept.bounds)
+
+
+def nearest_two(spec: Spec, weights, rows, row_sq):
+    """``assign_rows`` and each row's distance to its second-nearest centre ``[c]`` (inf for K = 1).
+    row_sq: ``metrics.row_sq_norms`` of the rows (None where assign_rows ranks by true distances)."""
+    found = assign_rows(spec, weights, rows, row_sq)
+    units = jnp.arange(weights.shape[0], dtype=jnp.int32)[None, :]
+    second_sq = jnp.min(jnp.where(units == found.best[:, None], jnp.inf, found.sq_dist), axis=1)
+    if row_sq is not None:  # sq_dist lacks each row's |x|^2 there
+        second_sq = second_sq + row_sq
+    return found, jnp.sqrt(jnp.maximum(second_sq, 0.0))
+
+
+def bounded_search(spec: Spec, weights, data, row_sq, kept: KeptSums):
+    """Every row's nearest centre by Hamerly's bounds (``Bounds``): the bounds moved with the centres,
+    and the distances to all centres only for the rows whose bounds no longer settle it. Returns the
+    labels (a full search's) and the new Bounds."""
+    n_rows, n_units, dtype = data.shape[0], weights.shape[0], weights.dtype
+    bounds, labels = kept.bounds, kept.labels
+    moved = jnp.sqrt(jnp.sum((weights - bounds.centres) ** 2, axis=1))
+    if n_units > 1:  # for each centre, the farthest any *other* centre moved
+        top, top_at = lax.top_k(moved, 2)
+        other_moved = jnp.where(jnp.arange(n_units) == top_at[0], top[1], top[0])
+    else:
+        other_moved = jnp.zeros_like(moved)
+    upper = bounds.upper + moved[labels]
+    lower = bounds.lower - other_moved[labels]
+    gaps_sq = jnp.sum((weights[:, None, :] - weights[None, :, :]) ** 2, axis=-1)
+    half_gap = 0.5 * jnp.sqrt(jnp.min(jnp.where(jnp.eye(n_units, dtype=bool), jnp.inf, gaps_sq), axis=1))
+    settled_below = jnp.maximum(jnp.maximum(lower, half_gap[labels]), 0.0)
+    # Rounding: the distances come from |w|^2 - 2 x.w + |x|^2, whose error in a D-term float sum is
+    # at most about D eps (|x|^2 + |w|^2); a row within twice that of its bound is searched (and a
+    # tie always is: the search then picks the first nearest centre, as a full pass does).
+    x_sq = jnp.sum(data * data, axis=1) if row_sq is None else row_sq
+    slack = 2 * (data.shape[1] + 1) * jnp.finfo(dtype).eps * (x_sq + jnp.max(jnp.sum(weights * weights, axis=1)))
+    in_doubt = upper * upper + slack >= settled_below * settled_below
+    n_doubt = jnp.sum(in_doubt)
+
+    def search_all(_):
+        found, second = nearest_two(spec, weights, data, row_sq)
+        return found.best, jnp.sqrt(found.sq_error), second
+
+    def search_doubtful(_):
+        padded = -(-n_rows // SEARCH_CHUNK) * SEARCH_CHUNK
+        where = jnp.nonzero(in_doubt, size=padded, fill_value=0)[0]
+
+        def search(carry):
+            start, labels, upper, lower = carry
+            index = lax.dynamic_slice_in_dim(where, start, SEARCH_CHUNK)
+            target = jnp.where(start + jnp.arange(SEARCH_CHUNK) < n_doubt, index, n_rows)  # n_rows: dropped
+            found, second = nearest_two(spec, weights, data[index], None if row_sq is None else row_sq[index])
+            # The scatters also keep this loop (with its matrix product) out of XLA:CPU's small-loop
+            # hoisting (compclust.fast_cpu_loops).
+            return (start + SEARCH_CHUNK, labels.at[target].set(found.best, mode="drop"),
+                    upper.at[target].set(jnp.sqrt(found.sq_error), mode="drop"),
+                    lower.at[target].set(second, mode="drop"))
+
+        return lax.while_loop(lambda carry: carry[0] < n_doubt, search,
+                              (jnp.zeros((), jnp.int32), labels, upper, lower))[1:]
+
+    labels, upper, lower = lax.cond(n_doubt * SEARCH_SHARE > n_rows, search_all, search_doubtful, None)
+    return labels, Bounds(upper, lower, weights)
 
 
 # Up to this many units, S = onehot(bmu)^T X is a matrix product (about 3x faster than a scatter
@@ -198,28 +291,45 @@ def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hpar
     start = (no_totals(n_units, dtype), jnp.zeros_like(weights), jnp.zeros((n_units,), dtype), present)
     if kept is not None:
         data = blocks[0]
-        rows = assign_rows(spec, weights, data, None if row_sq is None else row_sq[0])
-        totals, labels, sq_error = add_rows(start[0], rows), rows.best, rows.sq_error
+        data_sq = None if row_sq is None else row_sq[0]
+        if kept.bounds is None:
+            rows = assign_rows(spec, weights, data, data_sq)
+            evaluation = finish(add_rows(start[0], rows), n_samples)
+            labels, sq_error, bounds = rows.best, rows.sq_error, None
+        else:  # the epochs are not measured (keeps_bounds): a settled row's distances are never computed
+            def search_all(_):
+                found, second = nearest_two(spec, weights, data, data_sq)
+                return found.best, Bounds(jnp.sqrt(found.sq_error), second, weights)
+
+            labels, bounds = lax.cond(full_pass | (kept.labels[0] < 0), search_all,
+                                      lambda _: bounded_search(spec, weights, data, data_sq, kept), None)
+            evaluation, sq_error = not_measured(dtype), None
 
         def in_full(kept):  # as the block below computes them
             h = jax.nn.one_hot(labels, n_units, dtype=dtype)
-            return KeptSums(labels, sum_rows(h, data, labels), jnp.zeros_like(weights), jnp.sum(h, axis=0))
+            return KeptSums(labels, sum_rows(h, data, labels), jnp.zeros_like(weights), jnp.sum(h, axis=0),
+                            kept.bounds)
 
         many_changed = jnp.sum(labels != kept.labels) * FULL_PASS_SHARE > labels.shape[0]
         kept = lax.cond(full_pass | many_changed, in_full, lambda kept: updated_sums(data, labels, kept), kept)
+        kept = kept._replace(bounds=bounds)
         sums, members = kept.sums + kept.sums_error, kept.members
     elif valid is None:
         first_sq = None if row_sq is None else row_sq[0]
         (totals, sums, members, present), (labels, sq_error) = block(start, (blocks[0], None, first_sq))
+        evaluation = finish(totals, n_samples)
     else:
         (totals, sums, members, present), (labels, sq_error) = lax.scan(block, start, (blocks, valid, row_sq))
         labels, sq_error = labels.reshape(-1), sq_error.reshape(-1)
-    evaluation = finish(totals, n_samples)
+        evaluation = finish(totals, n_samples)
 
     if spec.kernel == "delta":  # Lloyd: empty clusters as scikit-learn relocates them
         def relocate(stats):
             data = blocks.reshape(-1, blocks.shape[-1])
-            far_error = sq_error if valid is None else jnp.where(labels >= 0, sq_error, -jnp.inf)
+            if sq_error is None:  # on bounds: the rows' distances are needed after all
+                far_error = assign_rows(spec, weights, data, None if row_sq is None else row_sq[0]).sq_error
+            else:
+                far_error = sq_error if valid is None else jnp.where(labels >= 0, sq_error, -jnp.inf)
             return relocate_empty(data, labels, far_error, *stats)
         sums, members, present = lax.cond(jnp.any(members == 0), relocate, lambda stats: stats,
                                           (sums, members, present))
