@@ -268,8 +268,8 @@ def fit(key, data, spec: Spec, hparams: Hparams, n_epochs: int, *, init="random_
       every epoch as part of its pass anyway, except Lloyd's K-means (Euclidean, no grid, complete
       data in one block): unmeasured, its epochs run on Hamerly's bounds and compute the distances
       of only the rows whose nearest centre may have changed (same labels and centres; MNIST,
-      K = 10: ~2x faster an iteration). Online and minibatch: not with ``tol``, whose test needs
-      every epoch's labels.
+      K = 10: 1.2 instead of 1.8 ms an iteration). Online and minibatch: not with ``tol``, whose
+      test needs every epoch's labels.
 
     The result's ``metrics`` are per epoch, measured on all the data after it; ``n_iter`` the
     epochs run. The batch family's schedules run per epoch (epoch e of E at t = e, T = E - 1).
