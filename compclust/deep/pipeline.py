@@ -122,8 +122,10 @@ def cluster_space(key, space, config: DeepConfig):
     keys = jax.random.split(jax.random.clone(key), config.clusterer_restarts)
     init = "kmeans++" if spec.n_units == config.n_clusters else "random_samples"
     tol = 1e-4 if spec.algorithm == "batch" else None
+    # Only the last epoch's metrics choose the run: unmeasured, Lloyd runs on Hamerly's bounds (same answer).
     runs = compclust_restarts(keys, space, spec, config.clusterer_hparams, config.clusterer_epochs, init=init, tol=tol,
-                              criterion="inertia" if spec.n_units == config.n_clusters else "quantization_error")
+                              criterion="inertia" if spec.n_units == config.n_clusters else "quantization_error",
+                              epoch_metrics=False)
     weights = runs.best.state.weights
     units = bmu(spec, weights, space)
     if spec.n_units == config.n_clusters:
