@@ -1,5 +1,7 @@
-"""One switch for XLA:CPU's small-while-loop hoisting, the process-wide flag the online family
-needs to reach its speed on a CPU.
+"""One switch for CPU speed: XLA:CPU's small-while-loop hoisting (a process-wide flag) and, with
+it, compclust's native online epochs (``compclust.native``: the online SOM / competitive layer
+step as a C++ loop called through XLA's FFI, compiled on first use; ``native.use(False)`` keeps
+the XLA scan while leaving the flag on).
 
 XLA:CPU normally runs a ``while`` loop (every ``lax.scan``) as a sequence of kernels with a
 dispatch between them; with ``xla_cpu_small_while_loop_byte_threshold`` raised it compiles a loop

@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import validation
+from . import native, validation
 from .algorithms import batch, minibatch, online
 from .algorithms.online import schedule_values, step
 from .initializers import initialize
@@ -62,7 +62,7 @@ def steps_per_epoch(spec: Spec, n_samples: int, order) -> int:
 
 
 def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, total_epochs, trace,
-                 measure=True, row_sq=None, kept=None, full_pass=None):
+                 measure=True, row_sq=None, kept=None, full_pass=None, native_threads=0):
     """One epoch of the spec's family: ``(state, Evaluation, labels [rows], lr, sigma, trace, kept)``
     (``kept``: Lloyd's sums carried between epochs, ``batch.KeptSums``, or None).
 
@@ -74,9 +74,12 @@ def _train_epoch(spec, state, data, blocks, valid, hparams, key, epoch_order, to
         state, evaluation, labels, sigma, kept = batch.epoch(spec, state, blocks, valid, n_samples, hparams,
                                                              total_epochs, row_sq, kept, full_pass)
         return state, evaluation, labels, jnp.ones((), dtype), sigma, None, kept
-    family = online if spec.algorithm == "online" else minibatch
     total_steps = total_epochs * steps_per_epoch(spec, n_samples, epoch_order)
-    state, step_metrics = family.epoch(spec, state, data, hparams, key, epoch_order, total_steps, trace)
+    if spec.algorithm == "online":
+        state, step_metrics = online.epoch(spec, state, data, hparams, key, epoch_order, total_steps, trace,
+                                           native_threads=native_threads)
+    else:
+        state, step_metrics = minibatch.epoch(spec, state, data, hparams, key, epoch_order, total_steps, trace)
     if measure:
         evaluation, labels = evaluate_blocks(spec, state.weights, blocks, valid, n_samples)
     else:
@@ -108,7 +111,8 @@ def _filled(spec: Spec, data):
 
 def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *, spec: Spec, n_epochs: int,
               init: str | None, trace: bool, total_epochs: int | None = None, mesh: Mesh | None = None,
-              epoch_metrics: bool = True, full_pass_every: int | None = None) -> FitResult:
+              epoch_metrics: bool = True, full_pass_every: int | None = None,
+              native_threads: int = 0) -> FitResult:
     """Whole training run for one key: traceable, vmappable, no host syncs. With ``resume`` (a State)
     it continues that run; the schedules then span ``total_epochs``. With ``tol`` the state freezes
     once converged (see ``fit``). With a ``mesh``, the rows are split over its "data" axis.
@@ -142,7 +146,8 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     def run_epoch(state, kept, epoch_key, epoch_order, index):
         new_state, evaluation, labels, lr, sigma, step_metrics, kept = _train_epoch(
             spec, state, data, blocks, valid, hparams, epoch_key, epoch_order, total_epochs, trace,
-            measure=epoch_metrics, row_sq=row_sq, kept=kept, full_pass=index % full_pass_every == 0)
+            measure=epoch_metrics, row_sq=row_sq, kept=kept, full_pass=index % full_pass_every == 0,
+            native_threads=native_threads)
         shift_sq = jnp.sum((new_state.weights - state.weights) ** 2)
         metrics = EpochMetrics(*evaluation, center_shift=jnp.sqrt(shift_sq), lr=lr, sigma=sigma)
         return new_state, kept, metrics, labels, shift_sq, step_metrics
@@ -194,7 +199,8 @@ def _fit_impl(key, data, hparams, init_weights, order, resume=None, tol=None, *,
     return FitResult(state=state, metrics=metrics, trace=steps, n_iter=n_iter)
 
 
-_STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs", "mesh", "epoch_metrics", "full_pass_every")
+_STATIC = ("spec", "n_epochs", "init", "trace", "total_epochs", "mesh", "epoch_metrics", "full_pass_every",
+           "native_threads")
 
 
 @functools.cache
@@ -208,6 +214,15 @@ def _compiled(impl, static_argnames, backend, algorithm="online"):
     """
     options = {"xla_cpu_experimental_ynn_fusion_type": ""} if backend == "cpu" and algorithm == "online" else {}
     return jax.jit(impl, static_argnames=static_argnames, compiler_options=options)
+
+
+def _native_threads(spec: Spec, data, sweep: bool) -> int:
+    """Threads of this run's native online epochs (``compclust.native``), 0 for the XLA scan: a
+    static argument, so the setting at each call decides (and both settings stay compiled). A
+    sweep's runs take one thread each (its devices already fill the cores)."""
+    if not (native.applies(spec, data.dtype) and native.active()):
+        return 0
+    return 1 if sweep else native.threads_for(spec, data.shape[1])
 
 
 def _check_tol_needs_labels(spec: Spec, tol, epoch_metrics):
@@ -396,7 +411,8 @@ def fit_call(key, data, spec, hparams, n_epochs, *, init="random_samples", order
     _check_tol_needs_labels(spec, tol, epoch_metrics)
     return jitted, (key, data, hparams, init_weights, order, resume, tol), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, total_epochs=total_epochs, mesh=mesh,
-        epoch_metrics=bool(epoch_metrics), full_pass_every=full_pass_every)
+        epoch_metrics=bool(epoch_metrics), full_pass_every=full_pass_every,
+        native_threads=_native_threads(spec, data, sweep=False))
 
 
 def default_group_size(backend: str) -> int | None:
@@ -410,7 +426,7 @@ def default_group_size(backend: str) -> int | None:
 
 def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None, *, spec, n_epochs, init, trace,
                 hparam_axes, seed_axes, group_size=None, mesh=None, epoch_metrics=True, total_epochs=None,
-                full_pass_every=None):
+                full_pass_every=None, native_threads=0):
     """Every (hparams, seed) run of a sweep. Each group of devices along ``mesh``'s "seeds" axis (when
     it has one) takes its share of the seeds (``shard_map``, manual over "seeds" only) and runs its
     H x S_local runs as ``lax.map`` over groups of ``group_size`` vmapped runs (None: all vmapped at
@@ -437,7 +453,7 @@ def _sweep_impl(keys, data, hparams, init_weights, order, tol=None, resume=None,
                 lambda leaf: leaf[setting, seed] if any(swept) else leaf[seed], resume)
             return _fit_impl(key, data, hp, weights, seed_order, start, tol=tol, spec=spec, n_epochs=n_epochs,
                              init=init, trace=trace, epoch_metrics=epoch_metrics, total_epochs=total_epochs,
-                             mesh=data_mesh, full_pass_every=full_pass_every)
+                             mesh=data_mesh, full_pass_every=full_pass_every, native_threads=native_threads)
 
         runs = jnp.arange(n_runs, dtype=jnp.int32)
         # Each run is handed its key rather than indexing a closed-over array of keys inside the loop,
@@ -583,12 +599,13 @@ def sweep_call(keys, data, spec, hparams, n_epochs, *, init="random_samples", or
             resume = jax.device_put(resume, by_run)
     _check_tol_needs_labels(spec, tol, epoch_metrics)
     static_names = ("spec", "n_epochs", "init", "trace", "hparam_axes", "seed_axes", "group_size", "mesh",
-                    "epoch_metrics", "total_epochs", "full_pass_every")
+                    "epoch_metrics", "total_epochs", "full_pass_every", "native_threads")
     jitted = _compiled(_sweep_impl, static_names, backend, spec.algorithm)
     return jitted, (keys, data, hparams, init_weights, order, tol, resume), dict(
         spec=spec, n_epochs=n_epochs, init=init, trace=trace, hparam_axes=hparam_axes,
         seed_axes=(weights_axis, order_axis), group_size=group_size, mesh=mesh,
-        epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs, full_pass_every=full_pass_every)
+        epoch_metrics=bool(epoch_metrics), total_epochs=total_epochs, full_pass_every=full_pass_every,
+        native_threads=_native_threads(spec, data, sweep=True))
 
 
 @functools.cache

@@ -423,6 +423,8 @@ def run(out_dir, *, algorithm="som", data="digits", grid=None, n_seeds=8, n_epoc
                  "labels": y is not None, "n_classes": n_classes, "sha256": fingerprint.hexdigest()},
         "grid": axes, "n_settings": n_settings, "n_seeds": int(n_seeds), "n_epochs": int(n_epochs),
         "chunk": int(chunk), "settings_chunk": int(settings_chunk), "base_seed": int(base_seed),
+        # compclust.native's online epochs agree with the XLA scan to rounding only: a resume must use the same
+        "online_engine": "native" if cc.loop._native_threads(spec, x, sweep=True) else "xla",
     }
     manifest_path = out_dir / MANIFEST
     manifest = None

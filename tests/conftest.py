@@ -33,3 +33,16 @@ def _release_compiled_programs():
         import gc
         jax.clear_caches()
         gc.collect()
+
+
+@pytest.fixture(params=["xla", "native"])
+def engine(request):
+    """Runs a test with the online epochs as XLA scans and again as compclust.native's C++ loop
+    (skipped where no C++ compiler builds it)."""
+    from compclust import native
+
+    if request.param == "native" and not native.available():
+        pytest.skip("compclust.native did not build here (no C++ compiler)")
+    native.use(request.param == "native")
+    yield request.param
+    native.use(None)

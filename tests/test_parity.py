@@ -37,7 +37,7 @@ def minisom_online(X, W0, order, shape, **kw):
     ("wine", (5, 5), "hexagonal", 1.5, 0.8, 3),
     ("iris", (10, 1), "rectangular", 2.0, 0.3, 2),
 ])
-def test_online_som_matches_minisom(data, shape, topo, sigma, lr, epochs):
+def test_online_som_matches_minisom(data, shape, topo, sigma, lr, epochs, engine):
     X = scaled(data)
     rng = np.random.default_rng(1)
     W0 = rng.random((shape[0] * shape[1], X.shape[1])).astype(np.float32)
@@ -56,7 +56,7 @@ def test_online_som_matches_minisom(data, shape, topo, sigma, lr, epochs):
     ("mexican_hat", 0.05, 1.2, "linear_decay_to_zero", "linear_decay_to_one", ("linear", 0.0, "linear", 1.0)),
     ("gaussian", 0.4, 2.5, "inverse_decay_to_zero", "inverse_decay_to_one", ("inverse_time", None, "inverse_time", 1.0)),
 ])
-def test_minisom_other_kernels_and_decays(kernel, lr, sigma, lr_decay, sigma_decay, ours):
+def test_minisom_other_kernels_and_decays(kernel, lr, sigma, lr_decay, sigma_decay, ours, engine):
     X = scaled("iris")
     rng = np.random.default_rng(2)
     W0 = rng.random((36, 4)).astype(np.float32)
@@ -89,7 +89,7 @@ def blobs_for_neurolab(seed=0):
 
 
 @pytest.mark.parametrize("n_units,epochs,seed", [(5, 30, 0), (3, 12, 1), (8, 10, 2)])
-def test_conscience_layer_matches_neurolab_newc(n_units, epochs, seed):
+def test_conscience_layer_matches_neurolab_newc(n_units, epochs, seed, engine):
     X = blobs_for_neurolab(seed)
     net = neurolab.net.newc([[X.min(), X.max()]] * 3, n_units)
     np.random.seed(seed)

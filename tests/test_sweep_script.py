@@ -58,6 +58,7 @@ def test_the_uninterrupted_sweep_keeps_everything(whole):
     assert curves.num_rows == 4 * 5 * 2 and set(curves.column("epoch").to_pylist()) == {1, 2}
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["config"]["grid"] == {"lr": [0.2, 0.6], "sigma": [0.5, 1.5]}
+    assert manifest["config"]["online_engine"] == "xla"  # a resume must use the engine that began the sweep
     assert {"jax", "numpy", "pyarrow"} <= set(manifest["sessions"][0]["versions"])
     assert manifest["sessions"][0]["devices"]["count"] >= 1
     assert len(summary["rows"]) == 4 and summary["best"]["setting"] in range(4)
@@ -105,7 +106,7 @@ def test_killed_by_sigkill_and_run_again_it_finishes_without_redoing_a_chunk(who
     command = [sys.executable, "-m", "experiments.sweep", *ARGV, "--out-dir", str(tmp_path),
                "--pause-after-chunk", "60"]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                             env={**os.environ, "JAX_PLATFORMS": "cpu", "COMPCLUST_NATIVE": "0"})  # as here
     manifest = tmp_path / "manifest.json"
     deadline = time.monotonic() + 120
     try:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .. import schedules, topology
+from .. import native, schedules, topology
 from ..activations import ACTIVATION_FNS
 from ..kernels import neighbourhood
 from ..spec import Hparams, Spec
@@ -206,9 +206,12 @@ def steps_per_epoch(spec: Spec, n_samples: int, order) -> int:
     return n_samples if order is None else order.shape[-1]
 
 
-def epoch(spec: Spec, state: State, data, hparams: Hparams, key, epoch_order, total_steps: int, trace: bool):
+def epoch(spec: Spec, state: State, data, hparams: Hparams, key, epoch_order, total_steps: int, trace: bool,
+          native_threads: int = 0):
     """One pass of ``step`` over the samples in ``epoch_order`` (a fresh permutation from the key
-    when None). Returns the new state and the per-step metrics when ``trace``."""
+    when None). Returns the new state and the per-step metrics when ``trace``. ``native_threads``: if
+    not 0, the pass is compclust.native's C++ loop on that many threads (only where
+    ``native.applies``), the same rule."""
     n_samples = data.shape[0]
     perm_key, step_key = jax.random.split(key)
     if epoch_order is None:
@@ -217,6 +220,19 @@ def epoch(spec: Spec, state: State, data, hparams: Hparams, key, epoch_order, to
     step_keys = jax.random.split(step_key, n_steps) if spec.winner == "softmax" else None
     if spec.winner == "conscience":  # neurolab resets every conscience to 1 after each epoch
         state = state._replace(conscience=jnp.ones_like(state.conscience))
+    if native_threads:
+        t = (state.step + jnp.arange(n_steps)).astype(data.dtype)
+        lr, sigma = jax.vmap(lambda t: schedule_values(spec, hparams, t, total_steps))(t)
+        if spec.winner == "conscience":
+            weights, conscience, winners, distances = native.conscience_epoch(
+                state.weights, data, epoch_order, lr.astype(data.dtype), state.conscience)
+            state = state._replace(conscience=conscience)
+        else:
+            weights, winners, distances = native.epoch(spec, state.weights, data, epoch_order,
+                                                       lr.astype(data.dtype), sigma.astype(data.dtype),
+                                                       threads=native_threads)
+        state = state._replace(weights=weights, step=state.step + n_steps)
+        return state, (StepMetrics(winner=winners, distance=distances) if trace else None)
 
     def one_step(carry, inputs):  # state.weights is [D, K] inside the scan
         state, sq_norms = carry

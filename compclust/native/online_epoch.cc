@@ -1,0 +1,335 @@
+// One epoch of the online SOM / competitive layer on the CPU, for XLA's FFI: the same rule as
+// compclust.algorithms.online.step for the Euclidean activation, the hard winner and a grid
+// kernel, written as a plain loop over the samples. Each step makes one pass over the weights:
+// it moves every unit and, in the same pass, measures the moved unit's distance to the next
+// sample, which the next step's winner search needs (the XLA scan makes two passes).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr float kSigmaFloor = 1e-6f;  // compclust.kernels.SIGMA_FLOOR
+
+// exp(x) for x <= 0 as 2^n 2^f: a degree-6 polynomial for 2^f, f in [-0.5, 0.5] (relative error
+// ~2e-7, as XLA's own float32 exp), in plain arithmetic so the compiler vectorises the loop over
+// units (libm's expf is a call per unit, which cost more than the rest of a digits step).
+inline float FastExp(float x) {
+  x = x > -87.0f ? x : -87.0f;
+  const float t = x * 1.44269504088896341f;
+  const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest: 1.5 * 2^23 drops the fraction
+  const float f = t - n;
+  float p = 1.535336188319500e-4f;
+  p = p * f + 1.339887440266574e-3f;
+  p = p * f + 9.618437357674640e-3f;
+  p = p * f + 5.550332471162809e-2f;
+  p = p * f + 2.402264791363012e-1f;
+  p = p * f + 6.931472028550421e-1f;
+  p = p * f + 1.0f;
+  int32_t bits;
+  std::memcpy(&bits, &p, sizeof(bits));
+  bits += static_cast<int32_t>(n) * (1 << 23);  // n is negative: a product, not a shift
+  float out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+// step[k] = rate * h(sq_dist[k], sigma) for compclust.kernels, by the ids of
+// compclust.native.KERNEL_IDS (the switch outside the loops, so each loop vectorises).
+void StepSizes(int64_t kernel, const float* __restrict sq_dist, float sigma, float rate, int64_t n,
+               float* __restrict step) {
+  const float s2 = sigma * sigma, inv_two_s2 = 1.0f / (2.0f * s2);
+  switch (kernel) {
+    case 0:  // gaussian
+      for (int64_t k = 0; k < n; ++k) step[k] = rate * FastExp(-sq_dist[k] * inv_two_s2);
+      break;
+    case 1:  // bubble
+      for (int64_t k = 0; k < n; ++k) step[k] = (sq_dist[k] < s2 || sq_dist[k] == 0.0f) ? rate : 0.0f;
+      break;
+    case 2:  // triangle
+      for (int64_t k = 0; k < n; ++k) step[k] = rate * std::fmax(0.0f, 1.0f - std::sqrt(sq_dist[k]) / sigma);
+      break;
+    case 3:  // mexican hat
+      for (int64_t k = 0; k < n; ++k)
+        step[k] = rate * ((1.0f - sq_dist[k] / s2) * FastExp(-sq_dist[k] * inv_two_s2));
+      break;
+    case 4:  // cut gaussian
+      for (int64_t k = 0; k < n; ++k)
+        step[k] = (sq_dist[k] < s2 || sq_dist[k] == 0.0f) ? rate * FastExp(-sq_dist[k] * inv_two_s2) : 0.0f;
+      break;
+    default:  // delta
+      for (int64_t k = 0; k < n; ++k) step[k] = sq_dist[k] == 0.0f ? rate : 0.0f;
+  }
+}
+
+constexpr int64_t kLanes = 16;  // units per block: one AVX-512 register of floats (two AVX2 ones)
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));  // GCC/Clang vectors
+
+inline Lanes Load(const float* from) {
+  Lanes out;
+  std::memcpy(&out, from, sizeof(out));
+  return out;
+}
+
+inline void Store(float* to, Lanes value) { std::memcpy(to, &value, sizeof(value)); }
+
+// One step's pass over the weights, held as [D, Kp] (Kp: K rounded up to kLanes; the padding units
+// never move): unit k moves by step[k] (x - w_k) and, in the same pass, its squared distance to
+// x_next is summed, kLanes units at a time in one register (x_next null: no distances).
+void MoveAndMeasure(float* __restrict w, const float* __restrict x, const float* __restrict x_next,
+                    const float* __restrict step, float* __restrict next, int64_t n_features, int64_t padded) {
+  for (int64_t block = 0; block < padded; block += kLanes) {
+    const Lanes a = Load(step + block);
+    if (x_next == nullptr) {
+      for (int64_t d = 0; d < n_features; ++d) {
+        float* unit = w + d * padded + block;
+        const Lanes u = Load(unit);
+        Store(unit, u + a * (x[d] - u));
+      }
+      continue;
+    }
+    Lanes sum = {};
+    for (int64_t d = 0; d < n_features; ++d) {
+      float* unit = w + d * padded + block;
+      Lanes u = Load(unit);
+      u = u + a * (x[d] - u);
+      Store(unit, u);
+      const Lanes diff = u - x_next[d];
+      sum += diff * diff;
+    }
+    Store(next + block, sum);
+  }
+}
+
+// A slice of the units with its own weights [D, P] (P: its units rounded up to kLanes; the padding
+// units never move), so each thread's slice stays in its own core's cache.
+struct Slice {
+  int64_t first = 0, count = 0, padded = 0;
+  std::vector<float> w;  // [D, P]: the units along the vector lanes
+  std::vector<float> step, next;
+  float Weight(int64_t d, int64_t unit) const { return w[d * padded + unit - first]; }
+};
+
+// The nearest unit (the first, on a tie) by the float32 distances ``dist [K]``, summed one feature
+// after another; where the runner-up is within that sum's rounding (D eps of it) of the best, the
+// contenders' distances are summed again in double precision, so a near tie goes as exact
+// arithmetic (and MiniSom's float64) would decide it. ``sync`` is called before and after reading
+// the weights (the threads must not move them meanwhile); every thread takes the same branch.
+template <typename Sync>
+int64_t Nearest(const float* dist, const std::vector<Slice>& slices, const float* x, int64_t n_features,
+                int64_t n_units, Sync sync) {
+  int64_t best = 0;
+  for (int64_t k = 1; k < n_units; ++k) {
+    if (dist[k] < dist[best]) best = k;
+  }
+  const float margin = 2.0f * static_cast<float>(n_features + 16) * 1.1920929e-7f * dist[best];
+  bool near_tie = false;
+  for (int64_t k = 0; k < n_units && !near_tie; ++k) near_tie = k != best && dist[k] - dist[best] <= margin;
+  if (!near_tie) return best;
+  sync();
+  double best_exact = 0.0;
+  int64_t chosen = -1;
+  for (const Slice& slice : slices) {
+    for (int64_t k = slice.first; k < slice.first + slice.count; ++k) {
+      if (dist[k] - dist[best] > margin) continue;
+      double sum = 0.0;
+      for (int64_t d = 0; d < n_features; ++d) {
+        const double diff = static_cast<double>(slice.Weight(d, k)) - static_cast<double>(x[d]);
+        sum += diff * diff;
+      }
+      if (chosen < 0 || sum < best_exact) {
+        chosen = k;
+        best_exact = sum;
+      }
+    }
+  }
+  sync();
+  return chosen;
+}
+
+// A reusable barrier for a few threads: spins briefly, then yields (never stalls an oversubscribed core).
+class Barrier {
+ public:
+  explicit Barrier(int parties) : parties_(parties) {}
+  void Wait() {
+    const int generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == parties_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    for (int spin = 0; generation_.load(std::memory_order_acquire) == generation; ++spin) {
+      if (spin > 2000) std::this_thread::yield();
+    }
+  }
+
+ private:
+  const int parties_;
+  std::atomic<int> arrived_{0};
+  std::atomic<int> generation_{0};
+};
+
+ffi::Error OnlineEpoch(ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> data, ffi::Buffer<ffi::S32> order,
+                       ffi::Buffer<ffi::F32> lr, ffi::Buffer<ffi::F32> sigma, ffi::Buffer<ffi::F32> grid_sq,
+                       int64_t kernel, int64_t threads, ffi::ResultBuffer<ffi::F32> out_weights,
+                       ffi::ResultBuffer<ffi::S32> winners, ffi::ResultBuffer<ffi::F32> distances) {
+  const auto wdims = weights.dimensions();
+  const auto xdims = data.dimensions();
+  if (wdims.size() != 2 || xdims.size() != 2 || xdims[1] != wdims[1]) {
+    return ffi::Error::InvalidArgument("online_epoch: weights must be [K, D] and data [N, D]");
+  }
+  const int64_t n_units = wdims[0], n_features = wdims[1], n_rows = xdims[0];
+  const int64_t n_steps = order.element_count();
+  const float* x_all = data.typed_data();
+  const int32_t* idx = order.typed_data();
+  for (int64_t s = 0; s < n_steps; ++s) {
+    if (idx[s] < 0 || idx[s] >= n_rows) return ffi::Error::InvalidArgument("online_epoch: order out of range");
+  }
+  // The units split into slices, one per thread (threads > 1 for maps larger than a core's cache;
+  // a slice is a multiple of kLanes units, so no two threads share a cache line).
+  const int64_t n_threads = std::max<int64_t>(1, std::min<int64_t>(threads, (n_units + kLanes - 1) / kLanes));
+  const int64_t per_thread = (n_units + n_threads - 1) / n_threads;
+  const int64_t slice_units = (per_thread + kLanes - 1) / kLanes * kLanes;
+  std::vector<Slice> slices;
+  for (int64_t first = 0; first < n_units; first += slice_units) {
+    Slice slice;
+    slice.first = first;
+    slice.count = std::min(slice_units, n_units - first);
+    slice.padded = (slice.count + kLanes - 1) / kLanes * kLanes;
+    slices.push_back(std::move(slice));
+  }
+  std::vector<float> dist[2] = {std::vector<float>(n_units, 0.0f), std::vector<float>(n_units, 0.0f)};
+  const float* given = weights.typed_data();
+  int32_t* winner_out = winners->typed_data();
+  float* distance_out = distances->typed_data();
+  Barrier barrier(static_cast<int>(slices.size()));
+
+  auto run = [&](Slice& slice, bool reports) {
+    slice.w.assign(n_features * slice.padded, 0.0f);
+    slice.step.assign(slice.padded, 0.0f);
+    slice.next.assign(slice.padded, 0.0f);
+    for (int64_t k = 0; k < slice.count; ++k) {
+      for (int64_t d = 0; d < n_features; ++d) slice.w[d * slice.padded + k] = given[(slice.first + k) * n_features + d];
+    }
+    auto publish = [&](std::vector<float>& to) {
+      std::copy(slice.next.begin(), slice.next.begin() + slice.count, to.begin() + slice.first);
+    };
+    if (n_steps > 0) {  // distances to the first sample: a pass that moves nothing
+      const float* x = x_all + static_cast<int64_t>(idx[0]) * n_features;
+      MoveAndMeasure(slice.w.data(), x, x, slice.step.data(), slice.next.data(), n_features, slice.padded);
+      publish(dist[0]);
+    }
+    barrier.Wait();
+    for (int64_t s = 0; s < n_steps; ++s) {
+      const float* x = x_all + static_cast<int64_t>(idx[s]) * n_features;
+      const std::vector<float>& now = dist[s % 2];
+      const int64_t best = Nearest(now.data(), slices, x, n_features, n_units, [&] { barrier.Wait(); });
+      if (reports) {
+        winner_out[s] = static_cast<int32_t>(best);
+        distance_out[s] = std::sqrt(std::fmax(now[best], 0.0f));
+      }
+      const float sig = std::fmax(sigma.typed_data()[s], kSigmaFloor);
+      StepSizes(kernel, grid_sq.typed_data() + best * n_units + slice.first, sig, lr.typed_data()[s], slice.count,
+                slice.step.data());
+      const float* x_next = s + 1 < n_steps ? x_all + static_cast<int64_t>(idx[s + 1]) * n_features : nullptr;
+      MoveAndMeasure(slice.w.data(), x, x_next, slice.step.data(), slice.next.data(), n_features, slice.padded);
+      if (x_next != nullptr) publish(dist[(s + 1) % 2]);
+      barrier.Wait();  // every slice's distances are in before the next step reads them
+    }
+    float* out = out_weights->typed_data();
+    for (int64_t k = 0; k < slice.count; ++k) {
+      for (int64_t d = 0; d < n_features; ++d) out[(slice.first + k) * n_features + d] = slice.w[d * slice.padded + k];
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < slices.size(); ++t) helpers.emplace_back(run, std::ref(slices[t]), false);
+  run(slices[0], true);
+  for (std::thread& helper : helpers) helper.join();
+  return ffi::Error::Success();
+}
+
+// neurolab's train_cwta (compclust's "conscience" winner with the delta kernel): the winner
+// minimises conscience_k * |x - w_k|, its conscience grows by one, and it alone moves by
+// lr * |x - w_win| * (x - w_win). A few units and features: a plain loop, latency-bound.
+ffi::Error ConscienceEpoch(ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> data, ffi::Buffer<ffi::S32> order,
+                           ffi::Buffer<ffi::F32> lr, ffi::Buffer<ffi::F32> conscience,
+                           ffi::ResultBuffer<ffi::F32> out_weights, ffi::ResultBuffer<ffi::F32> out_conscience,
+                           ffi::ResultBuffer<ffi::S32> winners, ffi::ResultBuffer<ffi::F32> distances) {
+  const auto wdims = weights.dimensions();
+  const auto xdims = data.dimensions();
+  if (wdims.size() != 2 || xdims.size() != 2 || xdims[1] != wdims[1]) {
+    return ffi::Error::InvalidArgument("conscience_epoch: weights must be [K, D] and data [N, D]");
+  }
+  const int64_t n_units = wdims[0], n_features = wdims[1], n_rows = xdims[0];
+  const int64_t n_steps = order.element_count();
+  const int32_t* idx = order.typed_data();
+  for (int64_t s = 0; s < n_steps; ++s) {
+    if (idx[s] < 0 || idx[s] >= n_rows) return ffi::Error::InvalidArgument("conscience_epoch: order out of range");
+  }
+  float* w = out_weights->typed_data();
+  std::memcpy(w, weights.typed_data(), sizeof(float) * n_units * n_features);
+  float* c = out_conscience->typed_data();
+  std::memcpy(c, conscience.typed_data(), sizeof(float) * n_units);
+  std::vector<float> distance(n_units);
+  for (int64_t s = 0; s < n_steps; ++s) {
+    const float* x = data.typed_data() + static_cast<int64_t>(idx[s]) * n_features;
+    int64_t best = 0;
+    float best_score = 0.0f;
+    for (int64_t k = 0; k < n_units; ++k) {
+      float sum = 0.0f;
+      for (int64_t d = 0; d < n_features; ++d) {
+        const float diff = w[k * n_features + d] - x[d];
+        sum += diff * diff;
+      }
+      distance[k] = std::sqrt(sum);
+      const float score = c[k] * distance[k];
+      if (k == 0 || score < best_score) {  // the first lowest, as argmin
+        best = k;
+        best_score = score;
+      }
+    }
+    c[best] += 1.0f;
+    const float gain = lr.typed_data()[s] * distance[best];
+    float* unit = w + best * n_features;
+    for (int64_t d = 0; d < n_features; ++d) unit[d] += gain * (x[d] - unit[d]);
+    winners->typed_data()[s] = static_cast<int32_t>(best);
+    distances->typed_data()[s] = distance[best];
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CompclustOnlineEpoch, OnlineEpoch,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("kernel")
+                                  .Attr<int64_t>("threads")
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CompclustConscienceEpoch, ConscienceEpoch,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
