@@ -81,31 +81,58 @@ inline Lanes Load(const float* from) {
 
 inline void Store(float* to, Lanes value) { std::memcpy(to, &value, sizeof(value)); }
 
+// One step's pass over G consecutive blocks of kLanes units of the weights [D, Kp]: each unit moves
+// by step[k] (x - w_k) and, in the same pass, its squared distance to x_next is summed over d in
+// order. G independent sums keep the multiply-add unit busy (one sum alone waits on its own
+// latency every feature); each unit's sum is the same whatever G.
+template <int G>
+void MoveAndMeasureBlocks(float* __restrict w, const float* __restrict x, const float* __restrict x_next,
+                          const float* __restrict step, float* __restrict next, int64_t n_features,
+                          int64_t padded, int64_t first_block) {
+  Lanes a[G], sum[G];
+  for (int g = 0; g < G; ++g) {
+    a[g] = Load(step + first_block + g * kLanes);
+    sum[g] = Lanes{};
+  }
+  for (int64_t d = 0; d < n_features; ++d) {
+    float* row = w + d * padded + first_block;
+    const float xd = x[d], nd = x_next[d];
+    for (int g = 0; g < G; ++g) {
+      Lanes u = Load(row + g * kLanes);
+      u = u + a[g] * (xd - u);
+      Store(row + g * kLanes, u);
+      const Lanes diff = u - nd;
+      sum[g] += diff * diff;
+    }
+  }
+  for (int g = 0; g < G; ++g) Store(next + first_block + g * kLanes, sum[g]);
+}
+
 // One step's pass over the weights, held as [D, Kp] (Kp: K rounded up to kLanes; the padding units
-// never move): unit k moves by step[k] (x - w_k) and, in the same pass, its squared distance to
-// x_next is summed, kLanes units at a time in one register (x_next null: no distances).
+// never move): unit k moves by step[k] (x - w_k) and its squared distance to x_next is summed
+// (x_next null: no distances), four blocks of kLanes units at a time.
 void MoveAndMeasure(float* __restrict w, const float* __restrict x, const float* __restrict x_next,
                     const float* __restrict step, float* __restrict next, int64_t n_features, int64_t padded) {
-  for (int64_t block = 0; block < padded; block += kLanes) {
-    const Lanes a = Load(step + block);
-    if (x_next == nullptr) {
+  if (x_next == nullptr) {
+    for (int64_t block = 0; block < padded; block += kLanes) {
+      const Lanes a = Load(step + block);
       for (int64_t d = 0; d < n_features; ++d) {
         float* unit = w + d * padded + block;
         const Lanes u = Load(unit);
         Store(unit, u + a * (x[d] - u));
       }
-      continue;
     }
-    Lanes sum = {};
-    for (int64_t d = 0; d < n_features; ++d) {
-      float* unit = w + d * padded + block;
-      Lanes u = Load(unit);
-      u = u + a * (x[d] - u);
-      Store(unit, u);
-      const Lanes diff = u - x_next[d];
-      sum += diff * diff;
-    }
-    Store(next + block, sum);
+    return;
+  }
+  int64_t block = 0;
+  for (; block + 4 * kLanes <= padded; block += 4 * kLanes) {
+    MoveAndMeasureBlocks<4>(w, x, x_next, step, next, n_features, padded, block);
+  }
+  switch ((padded - block) / kLanes) {
+    case 3: MoveAndMeasureBlocks<3>(w, x, x_next, step, next, n_features, padded, block); break;
+    case 2: MoveAndMeasureBlocks<2>(w, x, x_next, step, next, n_features, padded, block); break;
+    case 1: MoveAndMeasureBlocks<1>(w, x, x_next, step, next, n_features, padded, block); break;
+    default: break;
   }
 }
 
