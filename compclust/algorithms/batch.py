@@ -94,30 +94,39 @@ def _two_sum(a, b):
     return total, (a - (total - b_part)) + (b - b_part)
 
 
+def over_selected_rows(selected, chunk: int, body, carry):
+    """``carry = body(index [chunk], used [chunk] bool, carry)`` over the rows where ``selected [N]``,
+    ``chunk`` of them at a time: a ``while_loop`` as long as the selected rows, not N (the last
+    chunk's unused places index row 0 and are marked False in ``used``)."""
+    n_selected = jnp.sum(selected)
+    padded = -(-selected.shape[0] // chunk) * chunk
+    where = jnp.nonzero(selected, size=padded, fill_value=0)[0]
+
+    def step(state):
+        start, carry = state
+        index = lax.dynamic_slice_in_dim(where, start, chunk)
+        return start + chunk, body(index, start + jnp.arange(chunk) < n_selected, carry)
+
+    return lax.while_loop(lambda state: state[0] < n_selected, step, (jnp.zeros((), jnp.int32), carry))[1]
+
+
 def updated_sums(data, labels, kept: KeptSums) -> KeptSums:
     """``kept`` moved to ``labels``: each changed row taken from its old centre and given to its new
     one, CHANGED_CHUNK rows at a time (a loop over the changed rows only), the sums compensated so
     that rounding does not build up over epochs."""
-    n_rows = data.shape[0]
-    changed = labels != kept.labels
-    n_changed = jnp.sum(changed)
-    padded = -(-n_rows // CHANGED_CHUNK) * CHANGED_CHUNK
-    where = jnp.nonzero(changed, size=padded, fill_value=0)[0]
-
-    def move(carry):
-        start, sums, error, members = carry
-        index = lax.dynamic_slice_in_dim(where, start, CHANGED_CHUNK)
-        used = (start + jnp.arange(CHANGED_CHUNK) < n_changed).astype(data.dtype)
+    def move(index, used, carry):
+        sums, error, members = carry
+        used = used.astype(data.dtype)
         rows = data[index] * used[:, None]
         new, old = labels[index], kept.labels[index]
         # A scatter, not a one-hot product: it also keeps this loop out of XLA:CPU's small-loop
         # hoisting (compclust.fast_cpu_loops), which would compile a product in it as a naive loop.
         delta = jnp.zeros_like(sums).at[new].add(rows).at[old].add(-rows)
         sums, rounding = _two_sum(sums, delta)
-        return start + CHANGED_CHUNK, sums, error + rounding, members.at[new].add(used).at[old].add(-used)
+        return sums, error + rounding, members.at[new].add(used).at[old].add(-used)
 
-    _, sums, error, members = lax.while_loop(lambda carry: carry[0] < n_changed, move,
-                                             (jnp.zeros((), jnp.int32), kept.sums, kept.sums_error, kept.members))
+    sums, error, members = over_selected_rows(labels != kept.labels, CHANGED_CHUNK, move,
+                                              (kept.sums, kept.sums_error, kept.members))
     return KeptSums(labels, sums, error, members, kept.bounds)
 
 
@@ -130,6 +139,13 @@ def nearest_two(spec: Spec, weights, rows, row_sq):
     if row_sq is not None:  # sq_dist lacks each row's |x|^2 there
         second_sq = second_sq + row_sq
     return found, jnp.sqrt(jnp.maximum(second_sq, 0.0))
+
+
+def searched_bounds(spec: Spec, weights, data, row_sq):
+    """Every row compared with every centre: its labels and exact ``Bounds`` (the distance to its
+    nearest centre and to the second nearest)."""
+    found, second = nearest_two(spec, weights, data, row_sq)
+    return found.best, Bounds(jnp.sqrt(found.sq_error), second, weights)
 
 
 def bounded_search(spec: Spec, weights, data, row_sq, kept: KeptSums):
@@ -155,32 +171,23 @@ def bounded_search(spec: Spec, weights, data, row_sq, kept: KeptSums):
     x_sq = jnp.sum(data * data, axis=1) if row_sq is None else row_sq
     slack = 2 * (data.shape[1] + 1) * jnp.finfo(dtype).eps * (x_sq + jnp.max(jnp.sum(weights * weights, axis=1)))
     in_doubt = upper * upper + slack >= settled_below * settled_below
-    n_doubt = jnp.sum(in_doubt)
 
-    def search_all(_):
-        found, second = nearest_two(spec, weights, data, row_sq)
-        return found.best, jnp.sqrt(found.sq_error), second
+    def search(index, used, carry):
+        labels, upper, lower = carry
+        target = jnp.where(used, index, n_rows)  # n_rows: dropped
+        found, second = nearest_two(spec, weights, data[index], None if row_sq is None else row_sq[index])
+        # The scatters also keep this loop (with its matrix product) out of XLA:CPU's small-loop
+        # hoisting (compclust.fast_cpu_loops).
+        return (labels.at[target].set(found.best, mode="drop"),
+                upper.at[target].set(jnp.sqrt(found.sq_error), mode="drop"),
+                lower.at[target].set(second, mode="drop"))
 
     def search_doubtful(_):
-        padded = -(-n_rows // SEARCH_CHUNK) * SEARCH_CHUNK
-        where = jnp.nonzero(in_doubt, size=padded, fill_value=0)[0]
+        labels_now, upper_now, lower_now = over_selected_rows(in_doubt, SEARCH_CHUNK, search, (labels, upper, lower))
+        return labels_now, Bounds(upper_now, lower_now, weights)
 
-        def search(carry):
-            start, labels, upper, lower = carry
-            index = lax.dynamic_slice_in_dim(where, start, SEARCH_CHUNK)
-            target = jnp.where(start + jnp.arange(SEARCH_CHUNK) < n_doubt, index, n_rows)  # n_rows: dropped
-            found, second = nearest_two(spec, weights, data[index], None if row_sq is None else row_sq[index])
-            # The scatters also keep this loop (with its matrix product) out of XLA:CPU's small-loop
-            # hoisting (compclust.fast_cpu_loops).
-            return (start + SEARCH_CHUNK, labels.at[target].set(found.best, mode="drop"),
-                    upper.at[target].set(jnp.sqrt(found.sq_error), mode="drop"),
-                    lower.at[target].set(second, mode="drop"))
-
-        return lax.while_loop(lambda carry: carry[0] < n_doubt, search,
-                              (jnp.zeros((), jnp.int32), labels, upper, lower))[1:]
-
-    labels, upper, lower = lax.cond(n_doubt * SEARCH_SHARE > n_rows, search_all, search_doubtful, None)
-    return labels, Bounds(upper, lower, weights)
+    return lax.cond(jnp.sum(in_doubt) * SEARCH_SHARE > n_rows,
+                    lambda _: searched_bounds(spec, weights, data, row_sq), search_doubtful, None)
 
 
 # Up to this many units, S = onehot(bmu)^T X is a matrix product (about 3x faster than a scatter
@@ -297,11 +304,8 @@ def epoch(spec: Spec, state: State, blocks, valid, n_samples: int, hparams: Hpar
             evaluation = finish(add_rows(start[0], rows), n_samples)
             labels, sq_error, bounds = rows.best, rows.sq_error, None
         else:  # the epochs are not measured (keeps_bounds): a settled row's distances are never computed
-            def search_all(_):
-                found, second = nearest_two(spec, weights, data, data_sq)
-                return found.best, Bounds(jnp.sqrt(found.sq_error), second, weights)
-
-            labels, bounds = lax.cond(full_pass | (kept.labels[0] < 0), search_all,
+            labels, bounds = lax.cond(full_pass | (kept.labels[0] < 0),
+                                      lambda _: searched_bounds(spec, weights, data, data_sq),
                                       lambda _: bounded_search(spec, weights, data, data_sq, kept), None)
             evaluation, sq_error = not_measured(dtype), None
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -72,6 +73,8 @@ void StepSizes(int64_t kernel, const float* __restrict sq_dist, float sigma, flo
 
 constexpr int64_t kLanes = 16;  // units per block: one AVX-512 register of floats (two AVX2 ones)
 typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));  // GCC/Clang vectors
+
+inline int64_t RoundUpToLanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
 inline Lanes Load(const float* from) {
   Lanes out;
@@ -204,33 +207,41 @@ class Barrier {
   std::atomic<int> generation_{0};
 };
 
+// What both epochs require of their inputs: weights [K, D], data [N, D] and an order of rows of data.
+ffi::Error CheckInputs(const char* name, const ffi::Buffer<ffi::F32>& weights, const ffi::Buffer<ffi::F32>& data,
+                       const ffi::Buffer<ffi::S32>& order) {
+  const auto wdims = weights.dimensions();
+  const auto xdims = data.dimensions();
+  if (wdims.size() != 2 || xdims.size() != 2 || xdims[1] != wdims[1]) {
+    return ffi::Error::InvalidArgument(std::string(name) + ": weights must be [K, D] and data [N, D]");
+  }
+  const int32_t* idx = order.typed_data();
+  for (int64_t s = 0; s < order.element_count(); ++s) {
+    if (idx[s] < 0 || idx[s] >= xdims[0]) return ffi::Error::InvalidArgument(std::string(name) + ": order out of range");
+  }
+  return ffi::Error::Success();
+}
+
 ffi::Error OnlineEpoch(ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> data, ffi::Buffer<ffi::S32> order,
                        ffi::Buffer<ffi::F32> lr, ffi::Buffer<ffi::F32> sigma, ffi::Buffer<ffi::F32> grid_sq,
                        int64_t kernel, int64_t threads, ffi::ResultBuffer<ffi::F32> out_weights,
                        ffi::ResultBuffer<ffi::S32> winners, ffi::ResultBuffer<ffi::F32> distances) {
-  const auto wdims = weights.dimensions();
-  const auto xdims = data.dimensions();
-  if (wdims.size() != 2 || xdims.size() != 2 || xdims[1] != wdims[1]) {
-    return ffi::Error::InvalidArgument("online_epoch: weights must be [K, D] and data [N, D]");
-  }
-  const int64_t n_units = wdims[0], n_features = wdims[1], n_rows = xdims[0];
+  if (ffi::Error error = CheckInputs("online_epoch", weights, data, order); error.failure()) return error;
+  const int64_t n_units = weights.dimensions()[0], n_features = weights.dimensions()[1];
   const int64_t n_steps = order.element_count();
   const float* x_all = data.typed_data();
   const int32_t* idx = order.typed_data();
-  for (int64_t s = 0; s < n_steps; ++s) {
-    if (idx[s] < 0 || idx[s] >= n_rows) return ffi::Error::InvalidArgument("online_epoch: order out of range");
-  }
   // The units split into slices, one per thread (threads > 1 for maps larger than a core's cache;
   // a slice is a multiple of kLanes units, so no two threads share a cache line).
-  const int64_t n_threads = std::max<int64_t>(1, std::min<int64_t>(threads, (n_units + kLanes - 1) / kLanes));
+  const int64_t n_threads = std::max<int64_t>(1, std::min<int64_t>(threads, RoundUpToLanes(n_units) / kLanes));
   const int64_t per_thread = (n_units + n_threads - 1) / n_threads;
-  const int64_t slice_units = (per_thread + kLanes - 1) / kLanes * kLanes;
+  const int64_t slice_units = RoundUpToLanes(per_thread);
   std::vector<Slice> slices;
   for (int64_t first = 0; first < n_units; first += slice_units) {
     Slice slice;
     slice.first = first;
     slice.count = std::min(slice_units, n_units - first);
-    slice.padded = (slice.count + kLanes - 1) / kLanes * kLanes;
+    slice.padded = RoundUpToLanes(slice.count);
     slices.push_back(std::move(slice));
   }
   std::vector<float> dist[2] = {std::vector<float>(n_units, 0.0f), std::vector<float>(n_units, 0.0f)};
@@ -290,17 +301,10 @@ ffi::Error ConscienceEpoch(ffi::Buffer<ffi::F32> weights, ffi::Buffer<ffi::F32> 
                            ffi::Buffer<ffi::F32> lr, ffi::Buffer<ffi::F32> conscience,
                            ffi::ResultBuffer<ffi::F32> out_weights, ffi::ResultBuffer<ffi::F32> out_conscience,
                            ffi::ResultBuffer<ffi::S32> winners, ffi::ResultBuffer<ffi::F32> distances) {
-  const auto wdims = weights.dimensions();
-  const auto xdims = data.dimensions();
-  if (wdims.size() != 2 || xdims.size() != 2 || xdims[1] != wdims[1]) {
-    return ffi::Error::InvalidArgument("conscience_epoch: weights must be [K, D] and data [N, D]");
-  }
-  const int64_t n_units = wdims[0], n_features = wdims[1], n_rows = xdims[0];
+  if (ffi::Error error = CheckInputs("conscience_epoch", weights, data, order); error.failure()) return error;
+  const int64_t n_units = weights.dimensions()[0], n_features = weights.dimensions()[1];
   const int64_t n_steps = order.element_count();
   const int32_t* idx = order.typed_data();
-  for (int64_t s = 0; s < n_steps; ++s) {
-    if (idx[s] < 0 || idx[s] >= n_rows) return ffi::Error::InvalidArgument("conscience_epoch: order out of range");
-  }
   float* w = out_weights->typed_data();
   std::memcpy(w, weights.typed_data(), sizeof(float) * n_units * n_features);
   float* c = out_conscience->typed_data();
