@@ -54,11 +54,12 @@ def test_native_epoch_is_the_xla_scan(digits, spec):
     assert np.abs(np.asarray(fast.state.weights)).max() < 10
 
 
-@pytest.mark.parametrize("n_units", [1, 5, 9])
-def test_native_conscience_epoch_is_the_xla_scan(n_units):
+@pytest.mark.parametrize("n_units,data", [(1, "blobs"), (5, "blobs"), (9, "blobs"), (6, "digits")])
+def test_native_conscience_epoch_is_the_xla_scan(n_units, data, digits):
     """neurolab's conscience rule (train_cwta) as the native loop: the same winners, consciences and
-    weights as the XLA scan, over epochs (each resets the consciences to 1)."""
-    points, _ = cc.data.make_blobs(1)
+    weights as the XLA scan, over epochs (each resets the consciences to 1); 3 features (a
+    compile-time count) and 64 (counted at run time)."""
+    points = cc.data.make_blobs(1)[0] if data == "blobs" else digits[:400]
     X = cc.transform(cc.fit_scaler(points, "global_norm"), points).astype(np.float32)
     spec, hp = cc.competitive_layer(n_units, winner="conscience"), cc.Hparams(lr=0.05)
     W0 = X[np.random.default_rng(2).choice(len(X), n_units, replace=False)]
@@ -67,6 +68,23 @@ def test_native_conscience_epoch_is_the_xla_scan(n_units):
     np.testing.assert_allclose(fast.trace.distance, xla.trace.distance, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fast.state.weights, xla.state.weights, atol=1e-6)
     np.testing.assert_array_equal(fast.state.conscience, xla.state.conscience)
+
+
+@pytest.mark.parametrize("n_features", [2, 12])
+def test_native_conscience_decides_float32_ties_as_the_xla_scan(n_features):
+    """The native search ranks conscience^2 |x - w|^2; where that and the scan's float32
+    conscience * |x - w| disagree (a tie in float32 that squaring breaks), the scan's rule decides.
+    Step 1 gives unit 0 a conscience of 2 without moving it; at step 2 unit 0 scores
+    2 * sqrt(1 + 2^-23) = 2.0 in float32 and unit 1 scores 1 * sqrt(4) = 2.0: the first, unit 0,
+    wins, where the squares (4 + 2^-21 against 4) would pick unit 1."""
+    W0 = np.zeros((2, n_features), np.float32)
+    W0[0, :2], W0[1, 0] = (1.0, 3e-4), 2.0
+    X = np.stack([W0[0], np.zeros(n_features, np.float32)])
+    spec, hp = cc.competitive_layer(2, winner="conscience"), cc.Hparams(lr=0.5)
+    xla, fast = both(lambda: cc.fit(jax.random.key(0), X, spec, hp, 1, init=W0, order=np.arange(2), trace=True))
+    assert xla.trace.winner.tolist() == [[0, 0]]
+    np.testing.assert_array_equal(fast.trace.winner, xla.trace.winner)
+    np.testing.assert_array_equal(fast.state.weights, xla.state.weights)
 
 
 def test_native_runs_only_where_it_applies():
