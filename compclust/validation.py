@@ -29,9 +29,14 @@ def dtype_of(spec: Spec):
 
 
 def _all_finite(array) -> bool:
-    if isinstance(array, jax.Array):
+    if isinstance(array, jax.Array) and not _in_host_memory(array):
         return bool(jnp.isfinite(array).all())  # reduced on the device; one bool comes back
-    return bool(np.isfinite(array).all())
+    return bool(np.isfinite(array).all())  # NumPy, or a CPU array read in place: no program to dispatch
+
+
+def _in_host_memory(array: jax.Array) -> bool:
+    """A whole array held by this process's CPU devices, which NumPy can read without a transfer."""
+    return array.is_fully_addressable and all(device.platform == "cpu" for device in array.devices())
 
 
 def check_data(data, dtype=jnp.float32, what: str = "data", missing: bool = False):
@@ -136,16 +141,16 @@ def check_order(order, n_samples: int, n_epochs: int, per_seed: int | None = Non
     array = np.asarray(order)
     if array.dtype.kind not in "iu":
         raise ValueError(f"order must hold integer sample indices, got dtype {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() >= n_samples):  # checked before a 1-D order is repeated
+        raise ValueError(f"order holds indices outside [0, {n_samples}): min {array.min()}, max {array.max()}")
     if array.ndim == 1:
-        array = np.broadcast_to(array, (n_epochs, array.shape[0]))
+        array = np.broadcast_to(array.astype(np.int32, copy=False), (n_epochs, array.shape[0]))
     seeds_ok = per_seed is not None and array.ndim == 3 and array.shape[0] == per_seed
     if not (array.ndim == 2 or seeds_ok) or array.shape[-2] != n_epochs or array.shape[-1] == 0:
         wanted = f"[n_steps] or [n_epochs={n_epochs}, n_steps]"
         if per_seed is not None:
             wanted += f" or [n_seeds={per_seed}, n_epochs, n_steps]"
         raise ValueError(f"order must have shape {wanted} with n_steps >= 1, got {np.shape(order)}")
-    if array.min() < 0 or array.max() >= n_samples:
-        raise ValueError(f"order holds indices outside [0, {n_samples}): min {array.min()}, max {array.max()}")
     return np.asarray(array, np.int32)
 
 
@@ -250,7 +255,7 @@ def check_keys(keys, batched: bool):
     """A typed key (``jax.random.key(seed)``) or a legacy uint32 key; ``[S]`` keys for a sweep."""
     if isinstance(keys, (int, np.integer)):
         raise ValueError("pass a key made by jax.random.key(seed), not an int seed")
-    keys = jnp.asarray(keys) if not _is_traced(keys) else keys
+    keys = keys if isinstance(keys, jax.Array) else jnp.asarray(keys)
     if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
         if keys.dtype != jnp.uint32 or keys.shape[-1:] != (2,):
             raise ValueError(f"expected a PRNG key from jax.random.key(seed), got dtype {keys.dtype} "

@@ -1,5 +1,6 @@
 """Bad input gets a ValueError naming the problem, raised before anything is compiled."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -39,6 +40,17 @@ def test_bad_data_is_named(data, match):
     with pytest.raises(ValueError, match=match):
         fit(data)
     assert loop.TRACE_COUNT["fit"] == before  # raised before any tracing/compilation
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_non_finite_jax_arrays_are_named(sharded):
+    """Device arrays are checked where they live (on a CPU, read in place), whole or split over devices."""
+    bad = jnp.asarray(with_value(4, 2, np.inf))
+    if sharded:
+        mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("rows",))
+        bad = jax.device_put(bad[:len(bad) // 2 * 2], jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("rows")))
+    with pytest.raises(ValueError, match=r"non-finite.*row 4, column 2"):
+        fit(bad)
 
 
 def test_integer_data_is_accepted():
