@@ -167,6 +167,8 @@ def test_sweep_matches_fit_per_seed_and_per_hparam(rng):
     swept = cc.sweep(keys(), X, spec, hp, 2, init="kmeans++")
     assert swept.state.weights.shape == (3, 4, 6, 3)
     assert swept.metrics.quantization_error.shape == (3, 4, 2)
+    for name, value in swept.metrics._asdict().items():  # each epoch's metrics travel packed in one row
+        assert value.shape == (3, 4, 2) and value.dtype == (np.int32 if name == "dead_units" else np.float32), name
     for j, lr in enumerate(lrs):
         for i in range(4):
             one = cc.fit(keys()[i], X, spec, cc.Hparams(lr=float(lr), sigma=1.2, temperature=0.5), 2, init="kmeans++")
