@@ -33,7 +33,7 @@ from . import validation
 from .algorithms import minibatch
 from .initializers import INITIALIZERS, initialize
 from .loop import initial_state
-from .metrics import Evaluation, add_rows, assign_rows, finish, no_totals
+from .metrics import Evaluation, add_rows, finish, measure_rows, no_totals
 from .spec import Hparams, Spec
 from .state import State
 
@@ -341,7 +341,7 @@ def _init_weights(key, rows, *, method: str, spec: Spec):
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def _evaluate_chunk(totals, weights, rows, valid, *, spec: Spec):
-    return add_rows(totals, assign_rows(spec, weights, rows), valid)
+    return add_rows(totals, measure_rows(spec, weights, rows), valid)
 
 
 def _schedules_need_length(spec: Spec) -> bool:

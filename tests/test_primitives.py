@@ -194,3 +194,22 @@ def test_kmeans_plus_plus_spreads_over_separated_clusters():
 def test_uniform_initializer_is_small(rng):
     W = cc.init(jax.random.key(0), rng.normal(size=(20, 3)), cc.competitive_layer(4), method="uniform").weights
     assert W.shape == (4, 3) and float(jnp.abs(W).max()) <= 0.01
+
+
+@pytest.mark.parametrize("spec", [cc.som((10, 10)), cc.som((6, 7), topology="hexagonal"), cc.som((5, 5), toroidal=True),
+                                  cc.som((3, 3, 3)), cc.som((12,)), cc.som((12, 12)), cc.competitive_layer(10),
+                                  cc.competitive_layer(1)], ids=lambda s: f"{s.grid and s.grid.shape}-{s.n_units}")
+def test_measure_rows_finds_what_assign_rows_finds(spec, rng):
+    """The measurement's units-major layout (K <= 128) and assign_rows: the same best units and
+    runner-up adjacency, with ties (duplicated units) going to the lowest index; errors to rounding."""
+    from compclust import metrics
+    X = jnp.asarray(rng.random((300, 40)).astype(np.float32))
+    W = np.asarray(X[:spec.n_units]) + 0.01
+    W[-1] = W[0]  # a duplicated unit: every row nearest it is a tie between the two
+    X = X.at[0].set(W[0])  # and one row sits on it exactly
+    a = jax.jit(metrics.measure_rows, static_argnums=0)(spec, jnp.asarray(W), X)
+    b = jax.jit(metrics.assign_rows, static_argnums=0)(spec, jnp.asarray(W), X)
+    np.testing.assert_array_equal(a.best, b.best)
+    np.testing.assert_array_equal(a.not_adjacent, b.not_adjacent)
+    np.testing.assert_allclose(a.sq_error, b.sq_error, rtol=1e-5, atol=1e-5)
+    assert a.sq_dist is None and int(a.best[0]) == 0
