@@ -153,16 +153,38 @@ struct Slice {
 // contenders' distances are summed again in double precision, so a near tie goes as exact
 // arithmetic (and MiniSom's float64) would decide it. ``sync`` is called before and after reading
 // the weights (the threads must not move them meanwhile); every thread takes the same branch.
+//
+// The lowest distance is found kLanes at a time and then its first index, and the contenders are
+// counted the same way: a scalar scan that keeps the best so far waits on a mispredicted branch
+// each time the best changes, which was half of a digits step (0.48 -> 0.23 us without it).
 template <typename Sync>
 int64_t Nearest(const float* dist, const std::vector<Slice>& slices, const float* x, int64_t n_features,
                 int64_t n_units, Sync sync) {
+  const int64_t whole = n_units / kLanes * kLanes;
+  Lanes lowest_lanes = Lanes{} + INFINITY;
+  for (int64_t k = 0; k < whole; k += kLanes) {
+    const Lanes d = Load(dist + k);
+    lowest_lanes = d < lowest_lanes ? d : lowest_lanes;  // NaN never lowers it, as in a strict scan
+  }
+  float lowest = INFINITY;
+  for (int64_t l = 0; l < kLanes; ++l) lowest = lowest_lanes[l] < lowest ? lowest_lanes[l] : lowest;
+  for (int64_t k = whole; k < n_units; ++k) lowest = dist[k] < lowest ? dist[k] : lowest;
   int64_t best = 0;
-  for (int64_t k = 1; k < n_units; ++k) {
-    if (dist[k] < dist[best]) best = k;
+  while (best < n_units && !(dist[best] == lowest)) ++best;
+  if (best == n_units || std::isnan(dist[0])) {  // no finite distance, or a NaN first: the plain scan's answer
+    best = 0;
+    for (int64_t k = 1; k < n_units; ++k) {
+      if (dist[k] < dist[best]) best = k;
+    }
   }
   const float margin = 2.0f * static_cast<float>(n_features + 16) * 1.1920929e-7f * dist[best];
-  bool near_tie = false;
-  for (int64_t k = 0; k < n_units && !near_tie; ++k) near_tie = k != best && dist[k] - dist[best] <= margin;
+  Lanes close{};  // per lane: how many units are within the margin of the best (the best itself among them)
+  for (int64_t k = 0; k < whole; k += kLanes) close += Load(dist + k) - dist[best] <= margin ? Lanes{} + 1.0f : Lanes{};
+  float contenders = 0.0f;
+  for (int64_t l = 0; l < kLanes; ++l) contenders += close[l];
+  for (int64_t k = whole; k < n_units; ++k) contenders += dist[k] - dist[best] <= margin ? 1.0f : 0.0f;
+  const float itself = dist[best] - dist[best] <= margin ? 1.0f : 0.0f;  // 0 where dist[best] is inf
+  const bool near_tie = contenders - itself > 0.0f;
   if (!near_tie) return best;
   sync();
   double best_exact = 0.0;
