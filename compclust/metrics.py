@@ -48,12 +48,25 @@ class Rows(NamedTuple):
                              # used; None from measure_rows
 
 
-def _first_lowest(values, units, fill):
-    """Lowest value of every row of ``values [c, K]`` and its first index (``argmin``'s answer for
-    finite rows): two plain reductions, which XLA:CPU vectorises, where ``argmin``'s value-index pair
-    is reduced one element at a time (3x slower on the digits' [1797, 100])."""
-    lowest = jnp.min(values, axis=1)
-    return lowest, jnp.min(jnp.where(values == lowest[:, None], units, fill), axis=1)
+def _first_lowest(values, units, fill, axis=1):
+    """Lowest value of every row of ``values [c, K]`` (``axis=1``; of every column of ``[K, c]``
+    with ``axis=0``) and its first unit (``argmin``'s answer for finite rows): two plain reductions,
+    which XLA:CPU vectorises, where ``argmin``'s value-index pair is reduced one element at a time
+    (3x slower on the digits' [1797, 100]). ``units`` is the unit index broadcast along ``axis``."""
+    lowest = jnp.min(values, axis=axis)
+    return lowest, jnp.min(jnp.where(values == jnp.expand_dims(lowest, axis), units, fill), axis=axis)
+
+
+def _not_adjacent(spec: Spec, cost, best, units, axis=1):
+    """Per row, 1 where the runner-up (the best once the best is masked out; ``lax.top_k`` cost 20x
+    more on XLA:CPU) is not the best unit's grid neighbour; NaN without a grid. ``cost`` has the
+    units along ``axis``, as in ``_first_lowest``."""
+    n_units = cost.shape[axis]
+    if spec.grid is None or n_units < 2:
+        return jnp.full(best.shape, jnp.nan, cost.dtype)
+    masked = jnp.where(units == jnp.expand_dims(best, axis), jnp.inf, cost)
+    runner_up = _first_lowest(masked, units, n_units - 1, axis)[1]
+    return (~topology.are_neighbours(spec.grid, best, runner_up, cost.dtype)).astype(cost.dtype)
 
 
 def assign_rows(spec: Spec, weights, rows, row_sq=None) -> Rows:
@@ -83,14 +96,7 @@ def assign_rows(spec: Spec, weights, rows, row_sq=None) -> Rows:
         diff = rows - weights[best]
         sq_err = jnp.sum(diff * diff, axis=1)
         sq_dist = -activation
-    if spec.grid is None or spec.n_units < 2:
-        not_adjacent = jnp.full(rows.shape[:1], jnp.nan, weights.dtype)
-    else:
-        # The runner-up: the best once the best is masked out (lax.top_k cost 20x more on XLA:CPU).
-        runner_up = _first_lowest(jnp.where(units == best[:, None], jnp.inf, cost), units, n_units - 1)[1]
-        adjacent = topology.are_neighbours(spec.grid, best, runner_up, weights.dtype)
-        not_adjacent = (~adjacent).astype(weights.dtype)
-    return Rows(best.astype(jnp.int32), sq_err, not_adjacent, sq_dist)
+    return Rows(best.astype(jnp.int32), sq_err, _not_adjacent(spec, cost, best, units), sq_dist)
 
 
 UNITS_MAJOR_MAX_UNITS = 128  # measure_rows' [K, c] layout up to here (measured: faster for K <= 100, slower at 400)
@@ -98,30 +104,21 @@ UNITS_MAJOR_MAX_UNITS = 128  # measure_rows' [K, c] layout up to here (measured:
 
 def measure_rows(spec: Spec, weights, rows) -> Rows:
     """``assign_rows`` for a measurement (``sq_dist`` None): the same best units and runner-ups
-    (the errors to float rounding: the product runs in the other orientation). Where it ranks by ``|w|^2 - 2 x.w`` with at most
-    UNITS_MAJOR_MAX_UNITS units, the ``[K, c]`` costs are laid out units-major, so each row's
-    minimum is an element-wise minimum over K vectors of c samples, which XLA:CPU vectorises,
-    instead of a reduction along every short row (digits 10x10: 0.31 -> 0.24 ms a measurement;
-    [1797, 784] with 25 units 0.78 -> 0.40 ms). With more units the ``[K, c]`` product itself is
-    the slower one (MNIST 20x20: 36 -> 47 ms), so assign_rows' layout serves there."""
+    (the errors to float rounding: the product runs in the other orientation). Where it ranks by
+    ``|w|^2 - 2 x.w`` with at most UNITS_MAJOR_MAX_UNITS units, the ``[K, c]`` costs are laid out
+    units-major, so each row's minimum is an element-wise minimum over K vectors of c samples,
+    which XLA:CPU vectorises, instead of a reduction along every short row (digits 10x10: 0.31 ->
+    0.24 ms a measurement; [1797, 784] with 25 units 0.78 -> 0.40 ms). With more units the
+    ``[K, c]`` product itself is the slower one (MNIST 20x20: 36 -> 47 ms), so assign_rows' layout
+    serves there."""
     n_units = weights.shape[0]
     if not (_ranks_by_cross_product(spec, rows.shape[1]) and n_units <= UNITS_MAJOR_MAX_UNITS):
         return assign_rows(spec, weights, rows)._replace(sq_dist=None)
     units = jnp.arange(n_units, dtype=jnp.int32)[:, None]
-
-    def first_lowest(values):  # over the units axis: the lowest value and its first unit
-        lowest = jnp.min(values, axis=0)
-        return lowest, jnp.min(jnp.where(values == lowest[None, :], units, n_units - 1), axis=0)
-
     cost = jnp.sum(weights * weights, axis=1)[:, None] - 2.0 * (weights @ rows.T)
-    lowest, best = first_lowest(cost)
+    lowest, best = _first_lowest(cost, units, n_units - 1, axis=0)
     sq_err = jnp.maximum(lowest + jnp.sum(rows * rows, axis=1), 0.0)
-    if spec.grid is None or n_units < 2:
-        not_adjacent = jnp.full(rows.shape[:1], jnp.nan, weights.dtype)
-    else:
-        runner_up = first_lowest(jnp.where(units == best[None, :], jnp.inf, cost))[1]
-        not_adjacent = (~topology.are_neighbours(spec.grid, best, runner_up, weights.dtype)).astype(weights.dtype)
-    return Rows(best.astype(jnp.int32), sq_err, not_adjacent, None)
+    return Rows(best.astype(jnp.int32), sq_err, _not_adjacent(spec, cost, best, units, axis=0), None)
 
 
 def _ranks_by_cross_product(spec: Spec, n_features: int) -> bool:
